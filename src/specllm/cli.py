@@ -1,0 +1,68 @@
+"""`specllm` command line: the user-facing entry points that are not DVC stages.
+
+Every subcommand turns InputError into a one-paragraph message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from specllm.errors import InputError
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from specllm import config
+
+    flat = config.load(args.params)
+    print(f"{args.params or 'params.yaml'}: {len(flat)} keys valid (profile {flat['profile']})")
+    return 0
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from specllm import config
+
+    changed = config.apply_profile(args.name, args.params)
+    print(f"profile {args.name}: " + (f"set {', '.join(changed)}" if changed else "params.yaml already matches"))
+    return 0
+
+
+def _cmd_import_sdss17(args: argparse.Namespace) -> int:
+    from specllm.data import sdss17
+
+    return sdss17.import_cli(Path(args.path), Path(args.out) if args.out else None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="specllm", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="validate params.yaml (types, ranges, unknown keys)")
+    p.add_argument("--params", type=Path, default=None, help="parameter file (default: ./params.yaml)")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("profile", help="switch params.yaml to a profile (smoke, small, paper), keeping comments")
+    p.add_argument("name")
+    p.add_argument("--params", type=Path, default=None, help="parameter file (default: ./params.yaml)")
+    p.set_defaults(func=_cmd_profile)
+
+    data = sub.add_parser("data", help="import real data sources").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("import-sdss17", help="validate and import the Kaggle 'Stellar Classification Dataset - SDSS17' CSV")
+    p.add_argument("path", help="star_classification.csv (the full file, or a sample with a warning)")
+    p.add_argument("--out", default=None, help="output folder (default: data/external/sdss17)")
+    p.set_defaults(func=_cmd_import_sdss17)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

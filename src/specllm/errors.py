@@ -1,0 +1,28 @@
+"""One error type for bad input: every message names the file, the field and the fix.
+
+Stages raise InputError before they write anything, so earlier outputs stay intact;
+the CLI and stage entry points turn it into a short message and exit code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(Exception):
+    """Bad input that a user can fix: says where (file, field), what is wrong, and how to fix it."""
+
+    def __init__(self, file: str | Path, field: str, problem: str, fix: str):
+        self.file, self.field, self.problem, self.fix = str(file), field, problem, fix
+        super().__init__(f"{self.file}: {field}: {problem}\n  fix: {fix}")
+
+
+def run_main(main) -> None:
+    """Run a stage's main(); turn InputError into a clear message and exit status 2."""
+    import sys
+
+    try:
+        main()
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
