@@ -157,7 +157,8 @@ def declared_params(stage: str, dvc_yaml: Path | None = None) -> list[str]:
     keys: list[str] = []
     spec = stages[base].get("do", stages[base])
     for entry in spec.get("params", []):
-        keys.extend(entry if isinstance(entry, str) else [k for v in entry.values() for k in v])
+        # An entry is a key of params.yaml, or {other_file.yaml: [keys]}.
+        keys.extend([entry] if isinstance(entry, str) else [k for v in entry.values() for k in v])
     return keys
 
 

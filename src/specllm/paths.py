@@ -30,6 +30,7 @@ RAW = DATA / "raw"                    # embedded source, tracked by data.dvc
 EXTERNAL = DATA / "external"          # imported / downloaded real sources (not in git)
 SDSS17 = EXTERNAL / "sdss17"          # `specllm data import-sdss17` writes here
 DR16 = EXTERNAL / "dr16"              # resumable SkyServer download cache
+DR16_SOURCE = DATA / "dr16"           # DR16 spectra in data/raw's format (fetch_dr16 stage)
 PREPARED = DATA / "prepared"          # split, resampled, rescaled spectra
 SERIALIZED = DATA / "serialized"      # LLMTime text for the LLM
 

