@@ -34,6 +34,13 @@ def _cmd_import_sdss17(args: argparse.Namespace) -> int:
     return sdss17.import_cli(Path(args.path), Path(args.out) if args.out else None)
 
 
+def _cmd_fetch_dr16(args: argparse.Namespace) -> int:
+    from specllm.data import dr16
+
+    return dr16.fetch_cli(args.n, args.bins, Path(args.out) if args.out else None, seed=args.seed, pool=args.pool,
+                          min_interval=args.min_interval, skyserver_url=args.skyserver_url, sas_url=args.sas_url)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="specllm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="star_classification.csv (the full file, or a sample with a warning)")
     p.add_argument("--out", default=None, help="output folder (default: data/external/sdss17)")
     p.set_defaults(func=_cmd_import_sdss17)
+    p = data.add_parser("fetch-dr16",
+                        help="download SDSS DR16 galaxy spectra for the paper profile (resumable, checksummed)")
+    p.add_argument("--n", type=int, default=None,
+                   help="galaxies to fetch (default: n_train+n_val+n_test of the paper profile)")
+    p.add_argument("--bins", type=int, default=None, help="equal-frequency redshift bins (default: data.z_bins)")
+    p.add_argument("--out", default=None, help="output folder (default: data/external/dr16)")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed (default: seed in params.yaml)")
+    p.add_argument("--pool", type=int, default=None, help="SkyServer rows to sample from (TOP; default: 10 x n)")
+    p.add_argument("--min-interval", type=float, default=0.5, help="minimum seconds between requests (default: 0.5)")
+    p.add_argument("--skyserver-url", default=None, help="SkyServer SqlSearch endpoint (default: the DR16 SkyServer)")
+    p.add_argument("--sas-url", default=None, help="SAS base URL (default: https://data.sdss.org/sas/dr16)")
+    p.set_defaults(func=_cmd_fetch_dr16)
     return parser
 
 
