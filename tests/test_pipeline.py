@@ -1,0 +1,142 @@
+"""The whole smoke pipeline in a fresh copy of the repository, as a new user runs it.
+
+One module-scoped run of `make reproduce PROFILE=smoke` (data build included), then the DVC
+properties the paper relies on: the embedded data matches data.dvc byte for byte, a second
+`dvc repro` does nothing, a params change reruns only the stages that read the key, switching
+back restores from the run cache, and the PDF is byte-identical when rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+VENV = Path(sys.executable).parent.parent
+
+
+def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}", "SPECLLM_ROOT": str(cwd)}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def _ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([\w@.-]+)'", output))
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A clean clone of the working tree (committed and uncommitted files), reproduced on smoke."""
+    repo = tmp_path_factory.mktemp("clone") / "specllm"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    _run(["git", "init", "-q"], repo)
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "commit", "-qm", "clone"], repo)
+    proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}"], repo)
+    (repo / "reproduce.log").write_text(proc.stdout + proc.stderr)
+    return repo
+
+
+def test_reproduce_builds_the_paper_and_data_matches_data_dvc(repo):
+    log = (repo / "reproduce.log").read_text()
+    assert "matches data.dvc byte for byte" in log, log[-3000:]
+    assert _run(["dvc", "status", "data.dvc"], repo).stdout.strip() == "Data and pipelines are up to date."
+    pdf = repo / "paper" / "main.pdf"
+    assert pdf.stat().st_size > 50_000
+    text = _run(["pdftotext", str(pdf), "-"], repo).stdout
+    assert "smoke" in text  # the PDF says which profile produced it
+    assert _ran(log) >= {"model", "prepare", "serialize", "baseline", "report", "paper"}
+
+
+def test_second_repro_does_nothing(repo):
+    proc = _run(["dvc", "repro"], repo)
+    assert _ran(proc.stdout) == set(), proc.stdout
+    assert _run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
+
+
+def _set_param(repo: Path, key: str, value) -> None:
+    from specllm import config
+
+    y = YAML()
+    file = repo / "params.yaml"
+    tree = y.load(file.read_text())
+    *parents, leaf = key.split(".")
+    node = tree
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+    with file.open("w") as fh:
+        y.dump(tree, fh)
+    config.load(file)  # still valid
+
+
+def _changed_stages(repo: Path) -> set[str]:
+    return set(json.loads(_run(["dvc", "status", "--json"], repo).stdout))
+
+
+def test_a_params_change_reruns_only_its_dependents(repo):
+    pdf_before = _sha(repo / "paper" / "main.pdf")
+    _set_param(repo, "serialize.target_decimals", 4)
+    assert _changed_stages(repo) == {"serialize"}
+    _set_param(repo, "serialize.target_decimals", 3)
+    _set_param(repo, "baseline.n_neighbors", 5)
+    assert _changed_stages(repo) == {"baseline"}
+    ran = _ran(_run(["dvc", "repro"], repo).stdout)
+    assert "baseline" in ran and ran <= {"baseline", "report", "paper"}, ran
+    # Back to the committed value: restored from the run cache, nothing recomputed.
+    _set_param(repo, "baseline.n_neighbors", 10)
+    proc = _run(["dvc", "repro"], repo)
+    assert _ran(proc.stdout) == set(), proc.stdout
+    assert "skipping run" in proc.stdout
+    assert _sha(repo / "paper" / "main.pdf") == pdf_before
+
+
+def test_pdf_is_byte_identical_when_rebuilt(repo):
+    before = _sha(repo / "paper" / "main.pdf")
+    _run(["dvc", "repro", "--force", "--single-item", "paper"], repo)
+    assert _sha(repo / "paper" / "main.pdf") == before
+
+
+def test_bad_params_stop_reproduce_before_any_output_changes(repo):
+    outputs = {p: _sha(p) for p in (repo / "results").glob("*.json")}
+    outputs[repo / "paper" / "main.pdf"] = _sha(repo / "paper" / "main.pdf")
+    text = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(text.replace("  n_neighbors:", "  n_neigbors:"))
+    try:
+        proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}"], repo, check=False)
+        assert proc.returncode != 0
+        assert "baseline.n_neigbors" in proc.stderr and "did you mean 'baseline.n_neighbors'" in proc.stderr
+        assert {p: _sha(p) for p in outputs} == outputs
+    finally:
+        (repo / "params.yaml").write_text(text)
+
+
+def test_reproduce_without_profile_fails_fast_without_a_gpu(repo):
+    if shutil.which("nvidia-smi"):
+        pytest.skip("a GPU driver is present")
+    proc = _run(["make", "reproduce", f"VENV={VENV}"], repo, check=False)
+    assert proc.returncode != 0
+    assert "PROFILE=small" in proc.stdout + proc.stderr
