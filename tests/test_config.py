@@ -6,12 +6,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from ruamel.yaml import YAML
 
 from specllm import config
 from specllm.errors import InputError
-
-from conftest import ROOT
 
 
 @pytest.fixture

@@ -18,9 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
-
 from conftest import ROOT
+from ruamel.yaml import YAML
 
 pytestmark = pytest.mark.slow
 VENV = Path(sys.executable).parent.parent

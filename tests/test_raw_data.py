@@ -147,7 +147,7 @@ def test_band_weights_match_kcorrect_project():
     keep = (tw > 3000) & (tw < 11000)
     wave, flux = tw[keep], tf[0, keep]
     rd = kcorrect.response.ResponseDict()
-    for j, name in enumerate(galaxies.RESPONSES):
+    for _j, name in enumerate(galaxies.RESPONSES):
         rd.load_response(name)
         ours, _ = galaxies.synthetic_maggies(wave, flux[None, :] / galaxies.FLUX_UNIT, names=(name,))
         assert ours[0, 0] == pytest.approx(float(rd[name].project(wave=wave, flux=flux)), rel=2e-3)

@@ -40,7 +40,11 @@ def _num(lo: float | None = None, hi: float | None = None, *, integer: bool = Fa
 
 
 def _type(t: type) -> Callable[[Any], str | None]:
-    return lambda v: None if isinstance(v, t) and not isinstance(v, bool) or (t is bool and isinstance(v, bool)) else f"must be {t.__name__}, got {v!r}"
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, bool) if t is bool else isinstance(v, t) and not isinstance(v, bool)
+        return None if ok else f"must be {t.__name__}, got {v!r}"
+
+    return check
 
 
 _pos_int = _num(1, integer=True)

@@ -47,8 +47,8 @@ import pandas as pd
 import requests
 
 from specllm import paths
-from specllm.data._files import atomic_dir, sha256_file, write_json_atomic
 from specllm.errors import InputError
+from specllm.io import atomic_dir, sha256_file, write_json
 
 SKYSERVER_SQL_URL = "https://skyserver.sdss.org/dr16/SkyServerWS/SearchTools/SqlSearch"
 SAS_URL = "https://data.sdss.org/sas/dr16"
@@ -389,7 +389,7 @@ class ChecksumManifest:
             self.files = dict(files)
 
     def save(self) -> None:
-        write_json_atomic(self.path, {"format": self.FORMAT, "algorithm": "sha256", "files": self.files})
+        write_json(self.path, {"format": self.FORMAT, "algorithm": "sha256", "files": self.files})
 
 
 @dataclass
@@ -720,7 +720,7 @@ def build_raw_like(spec_dir: str | Path, out_dir: str | Path, loglam: np.ndarray
             "spectra_checksums_sha256": sha256_file(checks) if checks.is_file() else None,
             "missing_spectra": missing,
         }
-        write_json_atomic(tmp / "manifest.json", manifest)
+        write_json(tmp / "manifest.json", manifest)
     return manifest
 
 

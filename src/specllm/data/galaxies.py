@@ -17,7 +17,6 @@ galaxy. Everything is a pure function of its inputs; the stage (`stages/build_ra
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -52,14 +51,6 @@ TEMPLATE_FILE = kcorrect_file("templates", "kcorrect-default-v4.fits")
 
 def response_file(name: str) -> Path:
     return kcorrect_file("responses", f"{name}.dat")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- reading and selecting

@@ -52,8 +52,8 @@ import numpy as np
 import pandas as pd
 
 from specllm import paths
-from specllm.data._files import atomic_dir, sha256_file, write_json_atomic
 from specllm.errors import InputError
+from specllm.io import atomic_dir, sha256_file, write_json
 
 EXPECTED_SHA256 = "faefcad9b950309282024dd351289ee14ae30f65a7b2ef32c9fa442da9dbe585"
 EXPECTED_SIZE = 16_755_863
@@ -403,7 +403,7 @@ def import_sdss17(path: str | Path, out: str | Path | None = None) -> ImportResu
     }
     with atomic_dir(out) as tmp:
         (tmp / "catalogue.csv").write_bytes(data)
-        write_json_atomic(tmp / "import.json", report)
+        write_json(tmp / "import.json", report)
     return ImportResult(catalogue=catalogue, report=report, warnings=warnings, out=out)
 
 

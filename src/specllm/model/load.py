@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from specllm.errors import InputError
+from specllm.io import sha256_file
 
 PROVENANCE = "specllm_model.json"  # written by the model stage beside the weights: name, source, revision, ...
 BUILD_FIX = "run the model stage (`dvc repro model`, or `python -m specllm.stages.model`) to build models/base"
@@ -47,14 +48,6 @@ def load_base(folder: str | Path, dtype: Any = None):
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype if dtype is not None else "auto",
                                                  trust_remote_code=False, use_safetensors=True, local_files_only=True)
     return model.eval(), tokenizer
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def safetensors_header(path: str | Path) -> dict[str, Any]:

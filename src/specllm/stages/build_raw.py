@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
 import time
 from importlib import metadata
@@ -33,6 +31,7 @@ import numpy as np
 from specllm import config, paths
 from specllm.data import catalogue, galaxies, quasars, stars
 from specllm.errors import InputError, run_main
+from specllm.io import atomic_dir, sha256_file
 
 RAW_KEYS = ("raw.seed", "raw.z_min", "raw.z_max", "raw.i_max", "raw.loglam_min", "raw.loglam_max",
             "raw.loglam_step", "raw.snr_r", "raw.n_stars", "raw.n_qso")
@@ -91,7 +90,7 @@ def _inputs(gst_path: Path) -> dict[str, str]:
 
     for band in galaxies.BANDS:
         files[f"speclite/data/filters/sdss2010-{band}.ecsv"] = Path(speclite.__file__).parent / "data" / "filters" / f"sdss2010-{band}.ecsv"
-    return {k: galaxies.sha256(v) for k, v in sorted(files.items())}
+    return {k: sha256_file(v) for k, v in sorted(files.items())}
 
 
 def _percentiles(x: np.ndarray) -> dict[str, float]:
@@ -186,23 +185,8 @@ def write_outputs(folder: Path, cat: dict, built: dict, frame, manifest: dict) -
 
 def replace_atomically(out: Path, fill) -> None:
     """Build into a hidden sibling folder and swap it in only if fill(folder) succeeded."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_dir(out) as tmp:
         fill(tmp)
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out.exists():
-            old.rename(out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def build(out: Path, params: dict, limit: int | None = None, gst_path: Path = galaxies.GST_FILE, progress: bool = True) -> dict:

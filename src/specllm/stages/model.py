@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from specllm import paths
-from specllm.data._files import atomic_dir, write_json_atomic
 from specllm.errors import InputError, run_main
+from specllm.io import atomic_dir, write_json
 from specllm.model.load import PROVENANCE, model_identity
 
 RESULTS_FILE = paths.RESULTS / "model.json"
@@ -60,7 +60,7 @@ def build_base(p: Mapping[str, Any], out_dir: str | Path = paths.BASE_MODEL,
         (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
         identity = model_identity(tmp)
     if results_file is not None:
-        write_json_atomic(results_file, identity)
+        write_json(results_file, identity)
     log(f"model: {identity['name']} ({source}) {identity['n_params']:,} parameters, {identity['dtype']}, "
         f"sha256 {identity['sha256'][:12]}... -> {out_dir} in {time.perf_counter() - started:.1f} s")
     return identity

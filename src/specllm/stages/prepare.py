@@ -28,7 +28,7 @@ def load_source(folder: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.
     folder = Path(folder)
     fix = "rebuild the source with `make data` (embedded) or `dvc repro fetch_dr16` (dr16)"
     files = {name: folder / name for name in ("galaxies.csv", "loglam.npy", "spectra_flux.npy", "spectra_ivar.npy")}
-    for name, file in files.items():
+    for _name, file in files.items():
         if not file.is_file():
             raise InputError(file, "-", "file not found", fix)
     meta = pd.read_csv(files["galaxies.csv"])

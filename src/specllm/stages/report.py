@@ -52,10 +52,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +62,7 @@ import numpy as np
 import pandas as pd
 
 from specllm.errors import InputError, run_main
+from specllm.io import atomic_dir
 from specllm.report import figures, tables
 from specllm.report.macros import MacroSet, escape_latex, format_value
 
@@ -764,24 +762,11 @@ def write_report(params: Mapping[str, Any], inputs: Inputs, out_dir: Path,
     macros = build_macros(loaded, inputs, comparisons)
     table_text = build_tables(loaded)
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
-    try:
+    with atomic_dir(Path(out_dir)) as tmp:
         macros.write(tmp / "macros.tex", tmp / "values.json")
         for name, text in sorted(table_text.items()):
             tables.write(tmp / "tables" / f"{name}.tex", text)
         figs = build_figures(loaded, comparisons, tmp / "figures")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = out_dir.with_name(f".{out_dir.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        out_dir.rename(old)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
     return {"macros": len(macros), "tables": sorted(table_text), "figures": sorted({f.stem for f in figs})}
 
 

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from specllm import paths
-from specllm.data._files import atomic_dir, write_json_atomic
 from specllm.errors import InputError, run_main
+from specllm.io import atomic_dir, write_json
 from specllm.serialize import SerializerConfig, build_example, check_budget, encode, token_counts
 
 SPLITS = ("train", "val", "test")
@@ -146,7 +146,7 @@ def serialize_splits(prepared: str | Path, model_dir: str | Path, out_dir: str |
                     fh.write(json.dumps({k: r[k] for k in ("gal_id", "z", "series", "prompt", "target", "n_tokens")},
                                         ensure_ascii=False, allow_nan=False) + "\n")
     if results_file is not None:
-        write_json_atomic(results_file, summary)
+        write_json(results_file, summary)
     log(f"serialize: {all_counts.size} spectra, tokens per spectrum {summary['tokens_per_spectrum']}, "
         f"{summary['tokens_per_value']} tokens per value, max share {summary['max_share_used']:.2%} of "
         f"{cfg.context_tokens} -> {out_dir} in {time.perf_counter() - started:.1f} s")
