@@ -17,6 +17,8 @@ SPECLLM := $(VENV)/bin/specllm
 # The CPU torch wheel: a local wheel folder when the machine has one, else PyTorch's CPU index.
 TORCH_FIND_LINKS ?= $(or $(PIP_FIND_LINKS),https://download.pytorch.org/whl/cpu/torch/)
 TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-fonts-recommended texlive-science lmodern latexmk poppler-utils
+# DVC stages run `python -m specllm.stages.X`: that must be the project's interpreter.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONHASHSEED := 0
 export SOURCE_DATE_EPOCH := 1735689600
 

@@ -542,6 +542,9 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     ms.add("tokens.min", int(t["min"]), source=src, kind="int")
     ms.add("tokens.mean", float(t["mean"]), source=src, kind="float", precision=1)
     ms.add("tokens.max", int(t["max"]), source=src, kind="int")
+    # A phrase, so the sentence reads right whether or not every spectrum costs the same.
+    span = f"exactly {int(t['min']):,}" if int(t["min"]) == int(t["max"]) else f"{int(t['min']):,} to {int(t['max']):,}"
+    ms.add("tokens.range", span.replace(",", "{,}"), source=src, kind="latex")
     ms.add("tokens.context", int(ser["context_tokens"]), source=src, kind="int")
     ms.add("tokens.max_share", float(ser.get("max_share_used", ser.get("max_share"))), source=src, kind="percent",
            precision=2)
