@@ -63,6 +63,7 @@ import pandas as pd
 
 from specllm.errors import InputError, run_main
 from specllm.io import atomic_dir
+from specllm.metrics import OUTLIER_DZ
 from specllm.report import figures, tables
 from specllm.report.macros import MacroSet, escape_latex, format_value
 
@@ -540,6 +541,7 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     ms.add("serialize.prompt", str(ser["prompt"]), source=src, kind="text")
     t = ser["tokens_per_spectrum"]
     ms.add("tokens.min", int(t["min"]), source=src, kind="int")
+    ms.add("metrics.outlier_dz", OUTLIER_DZ, source="src/specllm/metrics.py", kind="float", precision=2)
     ms.add("tokens.mean", float(t["mean"]), source=src, kind="float", precision=1)
     ms.add("tokens.max", int(t["max"]), source=src, kind="int")
     # A phrase, so the sentence reads right whether or not every spectrum costs the same.
