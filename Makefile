@@ -9,20 +9,25 @@ SHELL := /bin/bash
 
 PROFILE ?= paper
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV := .venv
+# Inside the CUDA image (Dockerfile sets SPECLLM_IMAGE=1) the environment is /opt/venv, built from
+# requirements/cuda.lock when the image was built.
+VENV := $(if $(SPECLLM_IMAGE),/opt/venv,.venv)
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 DVC := $(VENV)/bin/dvc
 SPECLLM := $(VENV)/bin/specllm
 # The CPU torch wheel: a local wheel folder when the machine has one, else PyTorch's CPU index.
 TORCH_FIND_LINKS ?= $(or $(PIP_FIND_LINKS),https://download.pytorch.org/whl/cpu/torch/)
+IMAGE ?= specllm:cuda
+# The Hugging Face cache docker-reproduce mounts (the paper profile's weights).
+HF_CACHE ?= $(or $(HF_HOME),$(HOME)/.cache/huggingface)
 TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-fonts-recommended texlive-science lmodern latexmk poppler-utils
 # DVC stages run `python -m specllm.stages.X`: that must be the project's interpreter.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONHASHSEED := 0
 export SOURCE_DATE_EPOCH := 1735689600
 
-.PHONY: help setup lock data reproduce paper test test-fast lint clean
+.PHONY: help setup lock lock-cuda data preflight reproduce push paper image docker-reproduce test test-fast lint clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,6 +35,10 @@ help: ## List the targets
 
 setup: $(VENV)/.installed tex ## Create .venv from the hashed lock and install TeX from Debian if missing
 
+ifdef SPECLLM_IMAGE
+$(VENV)/.installed: requirements/cuda.lock requirements/nodeps.lock
+	@echo "error: $? changed after this image was built; rebuild it: make image"; exit 1
+else
 $(VENV)/.installed: requirements.lock requirements/nodeps.lock requirements/bootstrap.lock pyproject.toml
 	@[ -x "$(PYTHON)" ] || { echo "error: Python 3.11 not found; install python3.11 (and python3.11-venv)"; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: $(PYTHON) is not Python 3.11, which the lock is for; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -40,6 +49,7 @@ $(VENV)/.installed: requirements.lock requirements/nodeps.lock requirements/boot
 	$(UV) pip install -q --python $(PY) --no-deps --require-hashes -r requirements/nodeps.lock
 	$(UV) pip install -q --python $(PY) --no-deps -e .
 	@touch $@
+endif
 
 .PHONY: tex
 tex:
@@ -61,9 +71,16 @@ lock: ## Regenerate the hashed CPU lock from pyproject.toml (after changing a pi
 	$(UV) pip compile requirements/nodeps.in --no-deps --generate-hashes --python-version 3.11 -o requirements/nodeps.lock
 	$(UV) pip compile requirements/bootstrap.in --generate-hashes --python-version 3.11 -o requirements/bootstrap.lock
 
+lock-cuda: ## Regenerate the hashed CUDA lock the container installs (torch from PyPI: its Linux wheel is the CUDA build)
+	$(UV) pip compile pyproject.toml requirements/cuda.in --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --override requirements/cuda-overrides.txt \
+	  --custom-compile-command "make lock-cuda" -o requirements/cuda.lock
+
 data: $(VENV)/.installed ## Build the embedded data source data/raw (deterministic) and check it against data.dvc
 	@if [ -d data/raw ] && $(DVC) status -q data.dvc; then \
 	  echo "data/raw matches data.dvc: nothing to build"; \
+	elif $(SPECLLM) preflight --remote && $(DVC) pull -q data.dvc && $(DVC) status -q data.dvc; then \
+	  echo "data/raw restored from the DVC remote; it matches data.dvc"; \
 	else \
 	  $(PY) -m specllm.stages.build_raw; \
 	  mkdir -p .dvc/tmp && cp data.dvc .dvc/tmp/data.dvc.committed; \
@@ -79,14 +96,34 @@ reproduce: ## Regenerate paper/main.pdf with every stage: make reproduce PROFILE
 	  echo "  On this machine use: make reproduce PROFILE=small  (real SmolLM2-135M on the embedded SDSS data, CPU)"; \
 	  echo "  or for a minutes-long plumbing check: make reproduce PROFILE=smoke"; exit 2; fi
 	@$(MAKE) --no-print-directory setup
+	$(SPECLLM) preflight --profile $(PROFILE)
 	$(SPECLLM) profile $(PROFILE)
 	$(SPECLLM) check
 	@$(MAKE) --no-print-directory data
-	$(DVC) repro
+	@# With a reachable DVC remote, restore what it holds (outputs and run cache) instead of recomputing.
+	@pull=$$($(SPECLLM) preflight --remote && echo --pull || true); \
+	echo "$(DVC) repro $$pull"; $(DVC) repro $$pull
 	@echo "done: paper/main.pdf (profile $(PROFILE)); metrics: $(DVC) metrics show"
+
+preflight: $(VENV)/.installed ## Check this machine for a profile (GPU, bf16, driver, memory, disk, weights, data) in seconds
+	$(SPECLLM) preflight --profile $(PROFILE)
+
+push: $(VENV)/.installed ## Upload data, outputs and the run cache to the DVC remote (credentials: AWS_* or dvc remote modify --local)
+	$(DVC) push --run-cache
 
 paper: $(VENV)/.installed ## Rebuild only what the PDF needs with the current params.yaml
 	$(DVC) repro paper
+
+image: ## Build the CUDA container (Docker): make image [IMAGE=specllm:cuda]
+	docker build -t $(IMAGE) .
+
+docker-reproduce: ## make reproduce in the CUDA container on this checkout: GPU, DVC cache, params, HF cache and credentials mounted
+	@mkdir -p "$(HF_CACHE)"
+	docker run --rm --gpus all --shm-size 16g --user "$$(id -u):$$(id -g)" -e HOME=/tmp \
+	  -e PROFILE=$(PROFILE) -e HF_TOKEN -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY -e AWS_SESSION_TOKEN \
+	  -e AWS_DEFAULT_REGION -e AWS_ENDPOINT_URL \
+	  -v "$(CURDIR)":/work -v "$(HF_CACHE)":/cache/huggingface \
+	  $(IMAGE) make reproduce PROFILE=$(PROFILE) VENV=/opt/venv
 
 test: setup ## Run the whole test suite (includes a smoke run of the pipeline, a few minutes)
 	$(PY) -m pytest

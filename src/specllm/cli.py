@@ -41,6 +41,12 @@ def _cmd_fetch_dr16(args: argparse.Namespace) -> int:
                           min_interval=args.min_interval, skyserver_url=args.skyserver_url, sas_url=args.sas_url)
 
 
+def _cmd_preflight(args: argparse.Namespace) -> int:
+    from specllm import preflight
+
+    return preflight.cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="specllm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--params", type=Path, default=None, help="parameter file (default: ./params.yaml)")
     p.set_defaults(func=_cmd_profile)
+
+    p = sub.add_parser("preflight", help="check this machine for a profile in seconds (GPU, bf16, driver, memory, "
+                                         "disk, weights, data); exit 2 with what to do instead")
+    from specllm.preflight import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=_cmd_preflight)
 
     data = sub.add_parser("data", help="import real data sources").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("import-sdss17", help="validate and import the Kaggle 'Stellar Classification Dataset - SDSS17' CSV")

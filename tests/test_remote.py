@@ -1,0 +1,248 @@
+"""The DVC remote cache and the experiment queue, against a real S3-compatible server on loopback.
+
+moto's server (moto[server]) plays S3 on 127.0.0.1 with fake credentials; the test starts it and
+stops it by its PID. One fresh copy of the repository reproduces the smoke profile (and a second
+value of one parameter), pushes data, outputs and run cache (`make push`) and commits dvc.lock, as
+an author publishing results does. A fresh clone of that commit, with an empty cache, runs the same
+`make reproduce`, which pulls instead of recomputing: no stage runs and the PDF is byte-identical;
+the other parameter value comes back from the pushed run cache. Then the scale-out path: two
+queued experiments run by one queue worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+VENV = Path(sys.executable).parent.parent
+BUCKET = "specllm-cache"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def aws_env(tmp_path_factory) -> dict[str, str]:
+    """Fake credentials only; no file from ~/.aws is read and no metadata service is asked."""
+    home = tmp_path_factory.mktemp("aws")
+    return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(home / "config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials")}
+
+
+@pytest.fixture(scope="module")
+def s3(aws_env, tmp_path_factory) -> str:
+    """A moto S3 server on 127.0.0.1 with the project's bucket; yields its endpoint URL."""
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("moto") / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            env={**os.environ, **aws_env}, stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto server did not start (exit {proc.poll()}); see {log.name}") from None
+                time.sleep(0.3)
+        import boto3
+
+        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                     region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        yield endpoint
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def _run(cmd: list[str], cwd: Path, extra_env: dict[str, str] | None = None, check: bool = True,
+         timeout: float = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}", "SPECLLM_ROOT": str(cwd),
+           **(extra_env or {})}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def _fresh_copy(dest: Path) -> Path:
+    """The working tree as a new user clones it (committed and uncommitted files, no outputs, no cache)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    _run(["git", "init", "-q"], dest)
+    _run(["git", "add", "-A"], dest)
+    _run(["git", "commit", "-qm", "clone"], dest)
+    return dest
+
+
+def _use_remote(repo: Path, endpoint: str) -> None:
+    """What a user does once per machine: point the committed remote at an endpoint, outside git."""
+    _run(["dvc", "remote", "modify", "--local", "specllm", "endpointurl", endpoint], repo)
+    assert "endpointurl" not in (repo / ".dvc" / "config").read_text()
+
+
+def _ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([\w@.-]+)'", output))
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _set_neighbors(repo: Path, k: int) -> None:
+    text = (repo / "params.yaml").read_text()
+    new = re.sub(r"^(  n_neighbors: )\d+", rf"\g<1>{k}", text, count=1, flags=re.M)
+    assert new != text or f"n_neighbors: {k}" in text
+    (repo / "params.yaml").write_text(new)
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory, s3, aws_env) -> Path:
+    """Copy A: smoke reproduced with the (empty) remote reachable and pushed; baseline.n_neighbors=5
+    computed and pushed, then set back and pushed; dvc.lock and params.yaml committed.
+
+    `make push` after each run: `dvc push --run-cache` uploads the run-cache records and the
+    workspace's outputs only, so a run's outputs reach the remote while they are the workspace's."""
+    repo = _fresh_copy(tmp_path_factory.mktemp("first") / "specllm")
+    _use_remote(repo, s3)
+    proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}"], repo, aws_env)
+    (repo.parent / "reproduce.log").write_text(proc.stdout + proc.stderr)
+    _run(["make", "push", f"VENV={VENV}"], repo, aws_env)
+    _set_neighbors(repo, 5)
+    _run(["dvc", "repro"], repo)
+    (repo.parent / "k5.pdf.sha256").write_text(_sha(repo / "paper" / "main.pdf"))
+    _run(["make", "push", f"VENV={VENV}"], repo, aws_env)
+    _set_neighbors(repo, 10)
+    _run(["dvc", "repro"], repo)
+    push = _run(["make", "push", f"VENV={VENV}"], repo, aws_env)
+    (repo.parent / "push.log").write_text(push.stdout + push.stderr)
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "commit", "-qm", "smoke results (dvc.lock); outputs on the remote"], repo)
+    return repo
+
+
+def test_the_committed_remote_is_s3_without_endpoint_or_credentials():
+    config = (ROOT / ".dvc" / "config").read_text()
+    assert re.search(r"^\s*remote = specllm$", config, re.M)
+    assert re.search(rf"^\s*url = s3://{BUCKET}/\S+$", config, re.M)
+    for secret in ("endpointurl", "access_key_id", "secret_access_key", "session_token", "credentialpath"):
+        assert secret not in config
+
+
+def test_reproduce_with_an_empty_remote_computes_and_push_uploads(pushed, s3):
+    log = (pushed.parent / "reproduce.log").read_text()
+    assert "dvc repro --pull" in log  # the remote answered
+    assert _ran(log) >= {"model", "prepare", "serialize", "baseline", "report", "paper"}
+    import boto3
+
+    keys = [o["Key"] for page in boto3.client("s3", endpoint_url=s3, aws_access_key_id="testing",
+                                              aws_secret_access_key="testing", region_name="us-east-1")
+            .get_paginator("list_objects_v2").paginate(Bucket=BUCKET) for o in page.get("Contents", [])]
+    assert any("/runs/" in k for k in keys), "no run cache on the remote"
+    assert any("/files/md5/" in k for k in keys), "no outputs on the remote"
+
+
+def test_a_fresh_clone_pulls_instead_of_recomputing(pushed, s3, aws_env, tmp_path):
+    repo = tmp_path / "specllm"
+    _run(["git", "clone", "-q", str(pushed), str(repo)], tmp_path)
+    # git gives every file a new mtime; the venv's prerequisites keep the checkout's, or make would
+    # rebuild the shared venv (and point its editable install at this temporary clone).
+    for name in ("requirements.lock", "requirements/nodeps.lock", "requirements/bootstrap.lock", "pyproject.toml"):
+        shutil.copystat(ROOT / name, repo / name)
+    assert not (repo / ".dvc" / "cache").exists() and not (repo / "results").exists()
+    _use_remote(repo, s3)
+    proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}"], repo, aws_env)
+    out = proc.stdout + proc.stderr
+    assert "data/raw restored from the DVC remote" in out
+    assert _ran(out) == set(), out[-3000:]  # no stage executed
+    assert "is cached - skipping run" in out or "Pulling data" in out
+    assert _sha(repo / "paper" / "main.pdf") == _sha(pushed / "paper" / "main.pdf")
+    for metrics in sorted((pushed / "results").glob("*.json")):  # metrics are cached outputs: restored too
+        assert _sha(repo / "results" / metrics.name) == _sha(metrics), metrics.name
+    assert _run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
+    # The other value was never computed here: it comes from the pushed run cache.
+    _set_neighbors(repo, 5)
+    proc = _run(["dvc", "repro", "--pull"], repo, aws_env)
+    assert _ran(proc.stdout) == set(), proc.stdout
+    assert "is cached - skipping run" in proc.stdout
+    assert _sha(repo / "paper" / "main.pdf") == (pushed.parent / "k5.pdf.sha256").read_text()
+
+
+def test_an_unreachable_remote_is_reported_within_seconds(tmp_path, aws_env):
+    """make reproduce then runs plain `dvc repro` (tests/test_pipeline.py runs it that way: no credentials)."""
+    repo = tmp_path / "specllm"
+    shutil.copytree(ROOT / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
+    shutil.copy2(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    _run(["git", "init", "-q"], repo)
+    _use_remote(repo, f"http://127.0.0.1:{_free_port()}")  # nothing listens there
+    started = time.monotonic()
+    proc = _run(["specllm", "preflight", "--remote"], repo, aws_env, check=False)
+    assert proc.returncode == 1 and "not reachable" in proc.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_two_queued_experiments_run_on_one_worker(pushed):
+    """The scale-out path: queue experiments, start workers, wait; each runs in its own temp workspace."""
+    env = {k: v for k, v in os.environ.items() if k != "SPECLLM_ROOT"}  # stages find their own root
+    env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}"
+
+    def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["dvc", *args], cwd=pushed, env=env, text=True, capture_output=True, timeout=300)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return proc
+
+    dvc("exp", "run", "--queue", "-n", "k5", "-S", "baseline.n_neighbors=5")
+    dvc("exp", "run", "--queue", "-n", "k7", "-S", "baseline.n_neighbors=7")
+    dvc("queue", "start", "-j", "1")
+    try:
+        deadline = time.monotonic() + 170
+        while True:
+            status = dvc("queue", "status").stdout
+            done = {m.group(1): m.group(2) for m in re.finditer(r"\b(k5|k7)\s.*?\b(Success|Failed)\b", status)}
+            if len(done) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(3)
+    finally:
+        dvc("queue", "stop", check=False)  # no-op once the worker has drained the queue and exited
+    assert done == {"k5": "Success", "k7": "Success"}, status
+    shown = json.loads(dvc("exp", "show", "--json").stdout)
+    knn = {}
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            rev = exp["revs"][0]
+            if rev.get("name") in ("k5", "k7"):
+                data = rev["data"]
+                knn[rev["name"]] = (data["params"]["params.yaml"]["data"]["baseline"]["n_neighbors"],
+                                    data["metrics"]["results/baseline.json"]["data"]["methods"]["knn"]["mae"])
+    assert set(knn) == {"k5", "k7"} and knn["k5"][0] == 5 and knn["k7"][0] == 7
+    assert knn["k5"][1] != knn["k7"][1]  # each experiment really ran its own k
