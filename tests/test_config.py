@@ -97,7 +97,7 @@ def test_each_stage_script_reads_only_declared_keys():
     import re
 
     for name, stage in _stages().items():
-        module = stage["cmd"].split("-m ")[1].split()[0]
+        module = stage.get("do", stage)["cmd"].split("-m ")[1].split()[0]
         script = ROOT / "src" / Path(*module.split(".")).with_suffix(".py")
         declared = config.declared_params(name, ROOT / "dvc.yaml")
         # Params are read by subscript (p["data.n_train"]) or .get("..."); macro names like "raw.z_min" are not reads.

@@ -23,6 +23,8 @@ from ruamel.yaml import YAML
 
 pytestmark = pytest.mark.slow
 VENV = Path(sys.executable).parent.parent
+# Every `make` call below passes --assume-old=<VENV>/.installed: the tests share the running venv
+# and must never let make rebuild it (its editable install would then point at a temporary copy).
 
 
 def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -54,7 +56,7 @@ def repo(tmp_path_factory) -> Path:
     _run(["git", "init", "-q"], repo)
     _run(["git", "add", "-A"], repo)
     _run(["git", "commit", "-qm", "clone"], repo)
-    proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}"], repo)
+    proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo)
     (repo / "reproduce.log").write_text(proc.stdout + proc.stderr)
     return repo
 
@@ -125,7 +127,7 @@ def test_bad_params_stop_reproduce_before_any_output_changes(repo):
     text = (repo / "params.yaml").read_text()
     (repo / "params.yaml").write_text(text.replace("  n_neighbors:", "  n_neigbors:"))
     try:
-        proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}"], repo, check=False)
+        proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, check=False)
         assert proc.returncode != 0
         assert "baseline.n_neigbors" in proc.stderr and "did you mean 'baseline.n_neighbors'" in proc.stderr
         assert {p: _sha(p) for p in outputs} == outputs
@@ -136,6 +138,6 @@ def test_bad_params_stop_reproduce_before_any_output_changes(repo):
 def test_reproduce_without_profile_fails_fast_without_a_gpu(repo):
     if shutil.which("nvidia-smi"):
         pytest.skip("a GPU driver is present")
-    proc = _run(["make", "reproduce", f"VENV={VENV}"], repo, check=False)
+    proc = _run(["make", "reproduce", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, check=False)
     assert proc.returncode != 0
     assert "PROFILE=small" in proc.stdout + proc.stderr

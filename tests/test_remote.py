@@ -134,16 +134,16 @@ def pushed(tmp_path_factory, s3, aws_env) -> Path:
     workspace's outputs only, so a run's outputs reach the remote while they are the workspace's."""
     repo = _fresh_copy(tmp_path_factory.mktemp("first") / "specllm")
     _use_remote(repo, s3)
-    proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}"], repo, aws_env)
+    proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
     (repo.parent / "reproduce.log").write_text(proc.stdout + proc.stderr)
-    _run(["make", "push", f"VENV={VENV}"], repo, aws_env)
+    _run(["make", "push", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
     _set_neighbors(repo, 5)
     _run(["dvc", "repro"], repo)
     (repo.parent / "k5.pdf.sha256").write_text(_sha(repo / "paper" / "main.pdf"))
-    _run(["make", "push", f"VENV={VENV}"], repo, aws_env)
+    _run(["make", "push", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
     _set_neighbors(repo, 10)
     _run(["dvc", "repro"], repo)
-    push = _run(["make", "push", f"VENV={VENV}"], repo, aws_env)
+    push = _run(["make", "push", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
     (repo.parent / "push.log").write_text(push.stdout + push.stderr)
     _run(["git", "add", "-A"], repo)
     _run(["git", "commit", "-qm", "smoke results (dvc.lock); outputs on the remote"], repo)
@@ -180,7 +180,7 @@ def test_a_fresh_clone_pulls_instead_of_recomputing(pushed, s3, aws_env, tmp_pat
         shutil.copystat(ROOT / name, repo / name)
     assert not (repo / ".dvc" / "cache").exists() and not (repo / "results").exists()
     _use_remote(repo, s3)
-    proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}"], repo, aws_env)
+    proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
     out = proc.stdout + proc.stderr
     assert "data/raw restored from the DVC remote" in out
     assert _ran(out) == set(), out[-3000:]  # no stage executed

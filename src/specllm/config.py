@@ -47,6 +47,20 @@ def _type(t: type) -> Callable[[Any], str | None]:
     return check
 
 
+def _list_of(check: Callable[[Any], str | None], min_len: int = 1) -> Callable[[Any], str | None]:
+    def run(v: Any) -> str | None:
+        if not isinstance(v, list) or len(v) < min_len:
+            return f"must be a list of at least {min_len} item(s), got {v!r}"
+        for item in v:
+            if problem := check(item):
+                return f"item {item!r}: {problem}"
+        if len({repr(x) for x in v}) != len(v):
+            return f"must not repeat an item, got {list(v)!r}"
+        return None
+
+    return run
+
+
 _pos_int = _num(1, integer=True)
 SCHEMA: dict[str, Callable[[Any], str | None]] = {
     "profile": _choice(*PROFILES),
@@ -91,6 +105,23 @@ SCHEMA: dict[str, Callable[[Any], str | None]] = {
     "baseline.n_neighbors": _pos_int,
     "baseline.n_estimators": _pos_int,
     "baseline.max_depth": _num(0, integer=True),
+    "train.lr": _num(0.0, 1.0, lo_open=True),
+    "train.rank": _pos_int,
+    "train.alpha": _num(0.0, lo_open=True),
+    "train.dropout": _num(0.0, 0.95),
+    "train.target_modules": _list_of(_type(str)),  # names are checked against the model's linear layers by the stage
+    "train.epochs": _pos_int,
+    "train.batch_size": _pos_int,
+    "train.grad_accum": _pos_int,
+    "train.lr_schedule": _choice("linear", "cosine", "constant"),
+    "train.warmup_ratio": _num(0.0, 1.0),
+    "train.weight_decay": _num(0.0),
+    "train.max_grad_norm": _num(0.0),
+    "train.checkpoint_every": _num(0, integer=True),
+    "train.group_by_length_mult": _pos_int,
+    "ablation.lr": _list_of(_num(0.0, 1.0, lo_open=True), min_len=0),
+    "ablation.rank": _list_of(_pos_int, min_len=0),
+    "ablation.epochs": _list_of(_pos_int, min_len=0),
     "catalogue.source": _choice("embedded", "sdss17"),
 }
 
@@ -131,6 +162,10 @@ def validate(flat: Mapping[str, Any], file: Path) -> None:
     for lo, hi in (("raw.z_min", "raw.z_max"), ("raw.loglam_min", "raw.loglam_max"), ("spectrum.wave_min", "spectrum.wave_max")):
         if flat[lo] >= flat[hi]:
             raise InputError(file, hi, f"must be larger than {lo} ({flat[lo]}), got {flat[hi]}", "correct the range in params.yaml")
+    for axis in ("lr", "rank", "epochs"):  # the default run is train_default; an ablation must not repeat it
+        if flat[f"train.{axis}"] in flat[f"ablation.{axis}"]:
+            raise InputError(file, f"ablation.{axis}", f"repeats the default train.{axis} = {flat[f'train.{axis}']}",
+                             "list only values other than the default (train_default already runs it)")
     if flat["model.source"] == "hub" and not flat["model.hub_id"]:
         raise InputError(file, "model.hub_id", "empty while model.source is hub", "give a hub id or a local folder")
 

@@ -36,6 +36,7 @@ SERIALIZED = DATA / "serialized"      # LLMTime text for the LLM
 
 MODELS = ROOT / "models"
 BASE_MODEL = MODELS / "base"          # safetensors folder the LLM stages load
+LORA = MODELS / "lora"                # one LoRA adapter folder per training run
 
 RESULTS = ROOT / "results"            # metrics (JSON) and plot data of every stage
 
