@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = TrainSettings.from_params(params, {k: getattr(args, k) for k in OVERRIDES}, run=args.run,
                                          params_file=paths.PARAMS)
     progress = not args.no_progress and os.environ.get("SPECLLM_NO_PROGRESS") != "1"
+    from specllm import preflight
+
+    preflight.require("sft")  # GPU, capability, memory and disk in seconds, before any weights load
     train(settings, **run_paths(args.run), max_steps=args.max_steps, progress=progress, throttle_s=args.throttle)
 
 
