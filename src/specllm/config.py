@@ -122,6 +122,17 @@ SCHEMA: dict[str, Callable[[Any], str | None]] = {
     "ablation.lr": _list_of(_num(0.0, 1.0, lo_open=True), min_len=0),
     "ablation.rank": _list_of(_pos_int, min_len=0),
     "ablation.epochs": _list_of(_pos_int, min_len=0),
+    "evaluate.batch_size": _pos_int,
+    "evaluate.max_new_tokens": _pos_int,
+    "evaluate.constrained": _type(bool),
+    "retention.probes": _type(str),
+    "retention.batch_size": _pos_int,
+    "retention.n_boot": _pos_int,
+    "retention.max_items": _num(0, integer=True),
+    "select.max_unparsed_frac": _num(0.0, 1.0),
+    "demo.index": _num(0, integer=True),
+    "demo.question": _type(str),
+    "demo.max_new_tokens": _pos_int,
     "catalogue.source": _choice("embedded", "sdss17"),
 }
 

@@ -1,0 +1,197 @@
+"""Load the base model with an optional LoRA adapter, and decode greedily in left-padded batches.
+
+Batches are left-padded (the pad token, or EOS when the tokenizer has none) with an attention
+mask, so every prompt's last token sits in the last column and generation continues from it; the
+prompts are sorted by length first so a batch wastes little on padding, and the outputs come back in
+the input order. Greedy decoding with left padding gives the same tokens as decoding each prompt
+alone (up to floating-point ties; tests/test_evaluate.py checks it).
+
+Prompts are tokenized without special tokens: the serialized prompts already carry the chat
+template's own (the serialize stage counts tokens the same way).
+
+Constrained decoding (optional) appends ``"Redshift: "`` to the prompt and then only lets the
+model choose tokens made of digits, at most one '.', and EOS once a digit was written; the
+output is then always a number (it can still be a wrong one).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from specllm.errors import InputError
+from specllm.evaluate.parse import PREFIX
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def adapter_fix(run: str) -> str:
+    return (f"train the run first (`dvc repro train@{run}`, or `python -m specllm.stages.train --run {run}`), "
+            f"or use `--run base` to evaluate the base model alone")
+
+
+def check_adapter_folder(folder: str | Path, run: str) -> None:
+    """InputError unless folder holds a peft adapter saved as safetensors."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "adapter folder", "not found", adapter_fix(run))
+    for name in ADAPTER_FILES:
+        if not (folder / name).is_file():
+            pickled = " (adapter_model.bin found: pickle weights are not loaded)" if (folder / "adapter_model.bin").is_file() else ""
+            raise InputError(folder, name, f"missing{pickled}", adapter_fix(run) + "; peft's save_pretrained writes both files")
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_model(base_dir: str | Path, adapter_dir: str | Path | None = None, run: str = "base"):
+    """(model, tokenizer): the base model, wrapped in its LoRA adapter when adapter_dir is given; eval mode."""
+    from specllm.model.load import load_base
+
+    if adapter_dir is not None:
+        check_adapter_folder(adapter_dir, run)  # before the (slow) base load
+    model, tokenizer = load_base(base_dir)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    return model.to(device()).eval(), tokenizer
+
+
+def pad_id(tokenizer) -> int:
+    pid = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pid is None:
+        raise ValueError("the tokenizer has neither a pad nor an EOS token")
+    return int(pid)
+
+
+def eos_ids(model, tokenizer) -> list[int]:
+    """Every token that ends a generation: the tokenizer's EOS and the model's generation-config EOS(s)."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    gen = getattr(model, "generation_config", None)
+    extra = getattr(gen, "eos_token_id", None) if gen is not None else None
+    if isinstance(extra, int):
+        ids.add(extra)
+    elif extra:
+        ids.update(int(i) for i in extra)
+    return sorted(ids)
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids and attention_mask of a left-padded batch."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, width - len(seq):] = torch.tensor(list(seq), dtype=torch.long)
+            mask[row, width - len(seq):] = 1
+    return ids, mask
+
+
+class NumberConstraint:
+    """Logits processor: after the prompt, only digit tokens, tokens with one '.', and EOS after a digit.
+
+    At most one '.' per number, a '.' only after a digit, and EOS only when the text so far ends in
+    a digit. Token classes come from decoding each vocabulary entry alone.
+    """
+
+    def __init__(self, tokenizer, prompt_width: int, eos: Sequence[int]):
+        self.tokenizer, self.prompt_width, self.eos = tokenizer, prompt_width, list(eos)
+        self.digit_ids: list[int] = []
+        self.dot_ids: list[int] = []  # digits with exactly one '.', starting with a digit or '.'
+        self.text: dict[int, str] = {}
+        special = set(tokenizer.all_special_ids)
+        for tid in range(len(tokenizer)):
+            if tid in special:
+                continue
+            s = tokenizer.decode([tid])
+            if s and s.isascii() and s.isdigit():
+                self.digit_ids.append(tid)
+                self.text[tid] = s
+            elif s and s.count(".") == 1 and s.replace(".", "").isascii() and (s.replace(".", "").isdigit() or s == "."):
+                self.dot_ids.append(tid)
+                self.text[tid] = s
+        if not self.digit_ids:
+            raise ValueError("the tokenizer has no digit tokens: constrained decoding is impossible")
+        self._digits = torch.tensor(self.digit_ids, dtype=torch.long)
+        self._dots = torch.tensor(self.dot_ids, dtype=torch.long)
+        self._starting_dots = torch.tensor([t for t in self.dot_ids if self.text[t][0].isdigit()], dtype=torch.long)
+        self._eos = torch.tensor(self.eos, dtype=torch.long)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        allowed = torch.zeros_like(scores, dtype=torch.bool)
+        for row in range(input_ids.shape[0]):
+            generated = "".join(self.text.get(int(t), "") for t in input_ids[row, self.prompt_width:].tolist())
+            allowed[row, self._digits.to(scores.device)] = True
+            if "." not in generated:
+                dots = self._dots if generated else self._starting_dots
+                if dots.numel():
+                    allowed[row, dots.to(scores.device)] = True
+            if generated and generated[-1].isdigit() and self._eos.numel():
+                allowed[row, self._eos.to(scores.device)] = True
+        return scores.masked_fill(~allowed, float("-inf"))
+
+
+@torch.inference_mode()
+def greedy_generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int,
+                    constrained: bool = False, progress: Callable[[int, int], None] | None = None) -> list[str]:
+    """Greedy continuation of every prompt (special tokens removed), in input order.
+
+    With constrained=True the continuation starts with ``"Redshift: "`` (fed to the model) followed by
+    the constrained number. Batches are left-padded; prompts are processed longest first.
+    """
+    from transformers import GenerationConfig, LogitsProcessorList
+
+    if batch_size < 1 or max_new_tokens < 1:
+        raise ValueError("batch_size and max_new_tokens must be >= 1")
+    prompts = list(prompts)
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    prefix_ids = tokenizer(PREFIX, add_special_tokens=False)["input_ids"] if constrained else []
+    encoded = [ids + prefix_ids for ids in encoded]
+    order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+    pad, eos = pad_id(tokenizer), eos_ids(model, tokenizer)
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad,
+                              eos_token_id=eos or None, bos_token_id=tokenizer.bos_token_id)
+    dev = next(model.parameters()).device
+    constraint = NumberConstraint(tokenizer, 0, eos) if constrained else None
+    outputs: list[str] = [""] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        ids, mask = left_pad([encoded[i] for i in chunk], pad)
+        if constraint is not None:
+            constraint.prompt_width = ids.shape[1]
+        processors = LogitsProcessorList([constraint] if constraint is not None else [])
+        out = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), generation_config=config,
+                             logits_processor=processors)
+        for row, i in enumerate(chunk):
+            new = out[row, ids.shape[1]:].tolist()
+            cut = next((k for k, t in enumerate(new) if t in eos), len(new))
+            text = tokenizer.decode(new[:cut], skip_special_tokens=True)
+            outputs[i] = (PREFIX + text) if constrained else text
+        if progress is not None:
+            progress(min(start + batch_size, len(order)), len(order))
+    return outputs
+
+
+def throughput(model, tokenizer, prompts: Sequence[str], batch_sizes: Sequence[int], *, max_new_tokens: int,
+               constrained: bool = False, repeats: int = 1) -> list[dict[str, Any]]:
+    """Prompts per second of greedy_generate for each batch size (best of `repeats` after one warm-up batch)."""
+    greedy_generate(model, tokenizer, list(prompts)[:1], max_new_tokens=2, batch_size=1)  # warm-up
+    rows = []
+    for bs in batch_sizes:
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            greedy_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=bs, constrained=constrained)
+            best = min(best, time.perf_counter() - t0)
+        rows.append({"batch_size": int(bs), "n_prompts": len(prompts), "seconds": round(best, 3),
+                     "prompts_per_s": round(len(prompts) / best, 4)})
+    return rows

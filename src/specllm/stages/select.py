@@ -1,0 +1,86 @@
+"""Stage `select`: the ablation table over all evaluated runs and the best configuration (validation only).
+
+Reads every results/eval/<run>.json (and <run>_predictions.csv of the best run), the training
+settings from results/train/<run>/train.json when present (else from the run name), and the
+retention results/retention/<run>.json when present. The best run is the lowest validation MAE
+among trained runs whose validation outputs parse often enough (select.max_unparsed_frac); the
+test split never enters the choice (see specllm.evaluate.select).
+
+Writes results/ablation.json (per run: lr, rank, epochs, val and test MAE, NMAD, outlier fraction,
+bias, unparsed counts, science/general retention; the best run and the rule), and the figure data
+results/ablation_best_predictions.csv (predicted vs true redshift of the best run, val and test)
+and results/ablation_per_bin.csv (per-bin error of every run and split).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from specllm import paths
+from specllm.errors import InputError, run_main
+from specllm.evaluate.select import ablation, load_eval_results
+from specllm.io import write_json
+
+EVAL_DIR = paths.RESULTS / "eval"
+TRAIN_DIR = paths.RESULTS / "train"
+RETENTION_DIR = paths.RESULTS / "retention"
+OUT_JSON = paths.RESULTS / "ablation.json"
+OUT_BEST = paths.RESULTS / "ablation_best_predictions.csv"
+OUT_BINS = paths.RESULTS / "ablation_per_bin.csv"
+
+
+def per_bin_frame(eval_dir: Path) -> pd.DataFrame:
+    rows = []
+    for run, summary in sorted(load_eval_results(eval_dir).items()):
+        for split, s in summary["splits"].items():
+            for b in s.get("per_bin", []):
+                rows.append({"run": run, "split": split, **{k: b.get(k) for k in
+                             ("z_bin", "z_lo", "z_hi", "n", "n_parsed", "n_unparsed", "mae", "nmad", "outlier_frac", "bias")}})
+    return pd.DataFrame(rows)
+
+
+def best_predictions(eval_dir: Path, best: str) -> pd.DataFrame:
+    file = Path(eval_dir) / f"{best}_predictions.csv"
+    if not file.is_file():
+        raise InputError(file, "-", "predictions of the best run not found", f"rerun the evaluate stage for {best}")
+    df = pd.read_csv(file)
+    missing = [c for c in ("split", "gal_id", "z_true", "z_pred", "parsed") if c not in df.columns]
+    if missing:
+        raise InputError(file, ", ".join(missing), "missing column", f"rerun the evaluate stage for {best}")
+    return df[["split", "gal_id", "z_true", "z_pred", "parsed"]].assign(run=best)
+
+
+def run_select(eval_dir: Path, train_dir: Path, retention_dir: Path, out_json: Path, out_best: Path, out_bins: Path,
+               max_unparsed_frac: float) -> dict:
+    summary = ablation(eval_dir, train_dir=train_dir, retention_dir=retention_dir, max_unparsed_frac=max_unparsed_frac)
+    preds = best_predictions(eval_dir, summary["best"])  # read everything before writing anything
+    bins = per_bin_frame(eval_dir)
+    for out, frame in ((out_best, preds), (out_bins, bins)):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        frame.to_csv(tmp, index=False, float_format="%.6f")
+        tmp.replace(out)
+    write_json(out_json, summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    from specllm import config
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--eval-dir", type=Path, default=EVAL_DIR)
+    args = parser.parse_args(argv)
+    p = config.stage_params("select")
+    summary = run_select(args.eval_dir, TRAIN_DIR, RETENTION_DIR, OUT_JSON, OUT_BEST, OUT_BINS,
+                         float(p["select.max_unparsed_frac"]))
+    for row in summary["runs"]:
+        mae = "n/a" if row["val_mae"] is None else f"{row['val_mae']:.4f}"
+        print(f"select: {row['run']}: val MAE {mae}, val unparsed {row['val_n_unparsed']}/{row['val_n']}")
+    print(f"select: best run {summary['best']} ({summary['selection']['rule']}) -> {OUT_JSON}")
+
+
+if __name__ == "__main__":
+    run_main(main)
