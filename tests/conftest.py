@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,21 @@ SHARED_SDSS17 = ROOT.parent / "shared" / "data" / "sdss17" / "star_classificatio
 for var, value in {"GIT_AUTHOR_NAME": "specllm tests", "GIT_AUTHOR_EMAIL": "tests@specllm.invalid",
                    "GIT_COMMITTER_NAME": "specllm tests", "GIT_COMMITTER_EMAIL": "tests@specllm.invalid"}.items():
     os.environ.setdefault(var, value)
+
+
+def fresh_copy(dest: Path) -> Path:
+    """The working tree as a new user clones it: committed and uncommitted files, no outputs, no cache,
+    committed to a new git repository (DVC needs one). File times are kept, so make never thinks the
+    lock is newer than the shared venv."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "clone"]):
+        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
+    return dest
 
 
 def write_source(folder: Path, n: int = 200, npix: int = 600, seed: int = 0) -> Path:

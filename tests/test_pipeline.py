@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import fresh_copy
 from ruamel.yaml import YAML
 
 pytestmark = pytest.mark.slow
@@ -46,16 +46,7 @@ def _sha(path: Path) -> str:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     """A clean clone of the working tree (committed and uncommitted files), reproduced on smoke."""
-    repo = tmp_path_factory.mktemp("clone") / "specllm"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    _run(["git", "init", "-q"], repo)
-    _run(["git", "add", "-A"], repo)
-    _run(["git", "commit", "-qm", "clone"], repo)
+    repo = fresh_copy(tmp_path_factory.mktemp("clone") / "specllm")
     proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo)
     (repo / "reproduce.log").write_text(proc.stdout + proc.stderr)
     return repo

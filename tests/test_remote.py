@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, fresh_copy
 
 pytestmark = pytest.mark.slow
 VENV = Path(sys.executable).parent.parent
@@ -90,20 +90,6 @@ def _run(cmd: list[str], cwd: Path, extra_env: dict[str, str] | None = None, che
     return proc
 
 
-def _fresh_copy(dest: Path) -> Path:
-    """The working tree as a new user clones it (committed and uncommitted files, no outputs, no cache)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    _run(["git", "init", "-q"], dest)
-    _run(["git", "add", "-A"], dest)
-    _run(["git", "commit", "-qm", "clone"], dest)
-    return dest
-
-
 def _use_remote(repo: Path, endpoint: str) -> None:
     """What a user does once per machine: point the committed remote at an endpoint, outside git."""
     _run(["dvc", "remote", "modify", "--local", "specllm", "endpointurl", endpoint], repo)
@@ -132,7 +118,7 @@ def pushed(tmp_path_factory, s3, aws_env) -> Path:
 
     `make push` after each run: `dvc push --run-cache` uploads the run-cache records and the
     workspace's outputs only, so a run's outputs reach the remote while they are the workspace's."""
-    repo = _fresh_copy(tmp_path_factory.mktemp("first") / "specllm")
+    repo = fresh_copy(tmp_path_factory.mktemp("first") / "specllm")
     _use_remote(repo, s3)
     proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
     (repo.parent / "reproduce.log").write_text(proc.stdout + proc.stderr)

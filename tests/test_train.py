@@ -303,10 +303,10 @@ def test_bad_inputs_stop_before_training(project, tmp_path):
         train(settings(), **{**p, "model_dir": tmp_path / "no_model"}, **QUIET)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
-    with pytest.raises(InputError, match="no training examples") as err:
+    with pytest.raises(InputError, match="the split is empty") as err:
         train(settings(), **{**p, "train_file": empty}, **QUIET)
     assert err.value.file == str(empty)
-    with pytest.raises(InputError, match="training file not found"):
+    with pytest.raises(InputError, match="file not found"):
         train(settings(), **{**p, "train_file": tmp_path / "nope.jsonl"}, **QUIET)
     assert not p["out_dir"].exists() and not p["results_dir"].exists()
 

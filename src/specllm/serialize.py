@@ -20,6 +20,7 @@ when ``signed`` is false (``Encoded.n_negative``); nothing is clipped silently.
 
 from __future__ import annotations
 
+import json
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -244,3 +245,43 @@ def build_example(series_text: str, z: float, cfg: SerializerConfig, tokenizer) 
     else:
         prompt = user + "\n"
     return {"prompt": prompt, "target": f"Redshift: {float(z):.{cfg.target_decimals}f}"}
+
+
+SERIALIZED_FIELDS = ("gal_id", "z", "prompt", "target")
+SERIALIZE_FIX = "rerun the serialize stage (`dvc repro serialize`)"
+
+
+def read_serialized(path: str | Path) -> list[dict[str, Any]]:
+    """The records of data/serialized/{split}.jsonl, checked (gal_id, finite z, non-empty prompt and target).
+
+    The one reader that training, evaluation and the demo share; InputError when missing, empty or malformed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "-", "file not found", SERIALIZE_FIX)
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InputError(path, f"line {number}", f"not valid JSON ({err.msg})", SERIALIZE_FIX) from None
+            missing = [f for f in SERIALIZED_FIELDS if f not in rec]
+            if missing:
+                raise InputError(path, f"line {number}: {', '.join(missing)}", "missing field", SERIALIZE_FIX)
+            for key in ("prompt", "target"):
+                if not isinstance(rec[key], str) or not rec[key]:
+                    raise InputError(path, f"line {number}: {key}", "empty or not text", SERIALIZE_FIX)
+            try:
+                z = float(rec["z"])
+            except (TypeError, ValueError):
+                z = float("nan")
+            if not np.isfinite(z):
+                raise InputError(path, f"line {number}: z", f"not a finite number ({rec['z']!r})", SERIALIZE_FIX)
+            records.append(rec)
+    if not records:
+        raise InputError(path, path.stem, "the split is empty",
+                         f"raise data.n_{path.stem} in params.yaml and rerun prepare and serialize")
+    return records

@@ -8,7 +8,6 @@ outliers and unparsed outputs together over all galaxies. When nothing parses, t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,47 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from specllm.errors import InputError
 from specllm.evaluate.parse import parse_redshift
 from specllm.metrics import OUTLIER_DZ, redshift_metrics
+from specllm.serialize import read_serialized as read_split  # noqa: F401 - the evaluation stages' reader
 
 SPLITS = ("val", "test")
-FIELDS = ("gal_id", "z", "prompt")
-SERIALIZE_FIX = "rerun the serialize stage (`dvc repro serialize`)"
 PRED_COLUMNS = ["split", "gal_id", "z_true", "z_pred", "raw_output", "parsed"]
 METRIC_KEYS = ("mae", "nmad", "outlier_frac", "bias")
-
-
-def read_split(path: str | Path) -> list[dict[str, Any]]:
-    """The records of data/serialized/{split}.jsonl; InputError when missing, empty or malformed."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "-", "file not found", SERIALIZE_FIX)
-    records = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(path, f"line {number}", f"not valid JSON ({err.msg})", SERIALIZE_FIX) from None
-            missing = [f for f in FIELDS if f not in rec]
-            if missing:
-                raise InputError(path, f"line {number}: {', '.join(missing)}", "missing field", SERIALIZE_FIX)
-            if not isinstance(rec["prompt"], str) or not rec["prompt"]:
-                raise InputError(path, f"line {number}: prompt", "empty or not text", SERIALIZE_FIX)
-            try:
-                z = float(rec["z"])
-            except (TypeError, ValueError):
-                z = float("nan")
-            if not np.isfinite(z):
-                raise InputError(path, f"line {number}: z", f"not a finite number ({rec['z']!r})", SERIALIZE_FIX)
-            records.append(rec)
-    if not records:
-        raise InputError(path, path.stem, "the split is empty",
-                         f"raise data.n_{path.stem} in params.yaml and rerun prepare and serialize")
-    return records
 
 
 def predictions_frame(split: str, records: Sequence[dict], outputs: Sequence[str]) -> pd.DataFrame:

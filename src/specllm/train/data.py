@@ -14,18 +14,13 @@ of each padded batch is padding; `padding_share` measures it on the micro-batche
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from specllm.errors import InputError
-
 IGNORE = -100  # label of tokens without loss (prompt, padding); torch's cross_entropy ignore_index
-SERIALIZE_FIX = "rerun the serialize stage (`dvc repro serialize`)"
 
 
 @dataclass(frozen=True)
@@ -39,29 +34,6 @@ class Example:
 
     def __len__(self) -> int:
         return len(self.input_ids)
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a serialized split; InputError if the file is missing, empty, or lacks prompt/target."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "-", "training file not found", SERIALIZE_FIX)
-    records = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(path, f"line {number}", f"not valid JSON ({err.msg})", SERIALIZE_FIX) from None
-            for key in ("prompt", "target"):
-                if not isinstance(rec.get(key), str) or not rec[key]:
-                    raise InputError(path, f"line {number}: {key}", "missing or empty", SERIALIZE_FIX)
-            records.append(rec)
-    if not records:
-        raise InputError(path, "-", "no training examples (the file is empty)", SERIALIZE_FIX)
-    return records
 
 
 def encode_example(prompt: str, target: str, tokenizer) -> Example:

@@ -37,13 +37,13 @@ from typing import Any
 
 from specllm.errors import InputError
 from specllm.io import sha256_file, write_json, write_text
+from specllm.serialize import read_serialized
 from specllm.train import checkpoint as ckpt
 from specllm.train.data import (
     IGNORE,
     collate,
     encode_records,
     length_grouped_batches,
-    read_jsonl,
     split_batch,
 )
 from specllm.train.lora import (
@@ -146,7 +146,7 @@ def train(settings: TrainSettings, model_dir: str | Path, train_file: str | Path
     per_process = settings.check_world(world)
     parts = world * settings.grad_accum
     check_model_folder(model_dir)
-    records = read_jsonl(train_file)
+    records = read_serialized(train_file)
 
     device, dtype = choose_device_dtype(local_rank)
     own_group = False
