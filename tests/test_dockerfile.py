@@ -216,7 +216,9 @@ def test_entrypoint_takes_the_profile_from_the_commands_arguments(tmp_path):
 
 
 def _make_n(*args: str) -> str:
-    proc = subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True)
+    # Under `make test` the parent's MAKELEVEL/MAKEFLAGS would add "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    proc = subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=ROOT, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
