@@ -49,13 +49,18 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_model(base_dir: str | Path, adapter_dir: str | Path | None = None, run: str = "base"):
-    """(model, tokenizer): the base model, wrapped in its LoRA adapter when adapter_dir is given; eval mode."""
+# The preflight's dtype names (Report.dtype) as torch dtypes.
+TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def load_model(base_dir: str | Path, adapter_dir: str | Path | None = None, run: str = "base", dtype: str | None = None):
+    """(model, tokenizer): the base model, wrapped in its LoRA adapter when adapter_dir is given; eval mode.
+    `dtype` is the preflight's choice ("bf16" on Ampere and newer, "fp32" on CPU); None keeps the stored one."""
     from specllm.model.load import load_base
 
     if adapter_dir is not None:
         check_adapter_folder(adapter_dir, run)  # before the (slow) base load
-    model, tokenizer = load_base(base_dir)
+    model, tokenizer = load_base(base_dir, dtype=TORCH_DTYPES.get(dtype) if dtype else None)
     if adapter_dir is not None:
         from peft import PeftModel
 

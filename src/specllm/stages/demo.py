@@ -38,7 +38,7 @@ def best_run(ablation_file: Path) -> str:
 
 
 def run_demo(run: str, *, base_dir: Path, adapter_dir: Path | None, test_file: Path, index: int, series_prompt: str,
-             question: str, max_new_tokens: int) -> dict:
+             question: str, max_new_tokens: int, dtype: str | None = None) -> dict:
     records = read_split(test_file)
     if not 0 <= index < len(records):
         raise InputError(paths.PARAMS, "demo.index", f"{index} is outside the test split (0-{len(records) - 1})",
@@ -46,14 +46,14 @@ def run_demo(run: str, *, base_dir: Path, adapter_dir: Path | None, test_file: P
     record = records[index]
     if "series" not in record:
         raise InputError(test_file, f"line {index + 1}: series", "missing field", "rerun the serialize stage")
-    model, tokenizer = load_model(base_dir, adapter_dir, run)
+    model, tokenizer = load_model(base_dir, adapter_dir, run, dtype=dtype)
     out = chat_demo(model, tokenizer, record, f"{series_prompt} {record['series']}", question, max_new_tokens=max_new_tokens)
     return {"run": run, "model": model_name(Path(base_dir)),
             "adapter": None if adapter_dir is None else Path(adapter_dir).name, "split": "test", "index": index, **out}
 
 
 def main(argv: list[str] | None = None) -> None:
-    from specllm import config
+    from specllm import config, preflight
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default=None, help="run name (default: the best run in results/ablation.json); 'base' for no adapter")
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     adapter = None if run == BASE_RUN else LORA_DIR / run
     result = run_demo(run, base_dir=paths.BASE_MODEL, adapter_dir=adapter, test_file=paths.SERIALIZED / "test.jsonl",
                       index=int(p["demo.index"]), series_prompt=str(p["serialize.prompt"]), question=str(p["demo.question"]),
-                      max_new_tokens=int(p["demo.max_new_tokens"]))
+                      max_new_tokens=int(p["demo.max_new_tokens"]), dtype=preflight.require("inference").dtype)
     write_json(args.out, result)
     for turn in result["transcript"]:
         text = turn["content"] if len(turn["content"]) < 200 else turn["content"][:100] + " ... " + turn["content"][-40:]

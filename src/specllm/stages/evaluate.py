@@ -74,10 +74,11 @@ def settings_from_params(p: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def evaluate_run(run: str, *, base_dir: Path, adapter_dir: Path | None, serialized: Path, prepared: Path,
-                 settings: Mapping[str, Any], splits=redshift.SPLITS, log=print) -> tuple[dict[str, Any], pd.DataFrame]:
+                 settings: Mapping[str, Any], splits=redshift.SPLITS, log=print,
+                 dtype: str | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """Predict every split, score it; return (summary for <run>.json, predictions frame)."""
     records = {s: redshift.read_split(Path(serialized) / f"{s}.jsonl") for s in splits}  # all inputs before the model
-    model, tokenizer = load_model(base_dir, adapter_dir, run)
+    model, tokenizer = load_model(base_dir, adapter_dir, run, dtype=dtype)
     frames, summary_splits, seconds, n_prompts = [], {}, 0.0, 0
     for split in splits:
         recs = records[split]
@@ -142,8 +143,11 @@ def main(argv: list[str] | None = None) -> None:
     run = check_run_name(args.run)
     settings = settings_from_params(config.stage_params(args.stage or resolve_stage("evaluate", run)))
     adapter = None if run == BASE_RUN else (args.adapter or LORA_DIR / run)
+    from specllm import preflight
+
+    dtype = preflight.require("inference").dtype  # GPU, capability and memory in seconds, before any weights load
     summary, predictions = evaluate_run(run, base_dir=paths.BASE_MODEL, adapter_dir=adapter, serialized=paths.SERIALIZED,
-                                        prepared=paths.PREPARED, settings=settings)
+                                        prepared=paths.PREPARED, settings=settings, dtype=dtype)
     json_file, csv_file = write_outputs(summary, predictions, args.out)
     print(f"evaluate {run}: wrote {json_file} and {csv_file}")
 

@@ -59,11 +59,11 @@ def subsample(items: list[dict], max_items: int, seed: int, name: str) -> list[d
 
 
 def retention_run(run: str, *, base_dir: Path, adapter_dir: Path | None, probe_path: Path, settings: Mapping[str, Any],
-                  log=print) -> tuple[dict[str, Any], pd.DataFrame]:
+                  log=print, dtype: str | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """Score both models on every probe set; return (summary for <run>.json, per-item frame)."""
     sets = {name: subsample(items, settings["max_items"], settings["seed"], name)
             for name, items in probes.load_probes(probe_path).items()}  # validate every file before the model loads
-    model, tokenizer = load_model(base_dir, adapter_dir, run)
+    model, tokenizer = load_model(base_dir, adapter_dir, run, dtype=dtype)
     summary_sets, frames = {}, []
     t0 = time.perf_counter()
     for name, items in sets.items():
@@ -116,8 +116,11 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_from_params(config.stage_params(args.stage or resolve_stage("retention", run)))
     probe_path = args.probes or (paths.ROOT / settings["probes"])
     adapter = None if run == BASE_RUN else (args.adapter or LORA_DIR / run)
+    from specllm import preflight
+
+    dtype = preflight.require("inference").dtype  # before any weights load
     summary, items = retention_run(run, base_dir=paths.BASE_MODEL, adapter_dir=adapter, probe_path=probe_path,
-                                   settings=settings)
+                                   settings=settings, dtype=dtype)
     args.out.mkdir(parents=True, exist_ok=True)
     csv_file = args.out / f"{run}_items.csv"
     tmp = csv_file.with_name(f".{csv_file.name}.tmp")
