@@ -33,7 +33,7 @@ def test_mistyped_key_is_named_with_a_suggestion(params_file):
 
 
 @pytest.mark.parametrize(("old", "new", "field"), [
-    ("  n_points: 80 ", "  n_points: many ", "spectrum.n_points"),
+    ("  n_points: 48 ", "  n_points: many ", "spectrum.n_points"),
     ("source: gguf ", "source: onnx ", "model.source"),
     ("  precision: 2 ", "  precision: -1 ", "serialize.precision"),
     ("  wave_max: 9150.0", "  wave_max: 3000.0", "spectrum.wave_max"),
