@@ -214,6 +214,88 @@ def baseline_predictions(predictions: pd.DataFrame, methods: Mapping[str, str], 
         return save(fig, stem)
 
 
+def _outlier_guides(ax, grid) -> None:
+    ax.plot(grid, grid, color="0.2", lw=0.6)
+    for s in (1, -1):
+        ax.plot(grid, grid + s * OUTLIER_LIMIT * (1 + grid), color="0.6", lw=0.5, ls="--")
+
+
+def ablation_predictions(predictions: pd.DataFrame, run: str, stem: Path) -> list[Path]:
+    """The chosen LoRA run's parsed predictions against true redshift, validation and test, with
+    the 1:1 line and the outlier limits; unparsed answers are drawn as ticks below the axis so
+    they are never dropped silently. One column wide."""
+    df = predictions.copy()
+    df["parsed"] = df["parsed"].astype(str).str.lower().isin(("true", "1"))
+    z_true = df["z_true"].to_numpy(float)
+    z_pred = pd.to_numeric(df["z_pred"], errors="coerce").to_numpy(float)
+    ok = df["parsed"].to_numpy() & np.isfinite(z_pred)
+    hi = float(np.nanmax(np.concatenate([z_true, z_pred[ok]]))) * 1.05 if len(df) else 1.0
+    lo = min(0.0, float(np.nanmin(z_pred[ok]))) if ok.any() else 0.0
+    grid = np.linspace(lo, hi, 50)
+    with _style():
+        fig, ax = plt.subplots(figsize=(SINGLE, SINGLE * 0.8), layout="constrained")
+        _outlier_guides(ax, grid)
+        for split, colour in (("val", SPLIT_COLOURS["val"]), ("test", SPLIT_COLOURS["test"])):
+            m = (df["split"] == split).to_numpy()
+            n_bad = int((m & ~ok).sum())
+            ax.scatter(z_true[m & ok], z_pred[m & ok], s=5, color=colour, linewidths=0, alpha=0.8,
+                       label=f"{split}: {int((m & ok).sum())} parsed, {n_bad} unparsed")
+            if n_bad:
+                ax.plot(z_true[m & ~ok], np.full(n_bad, lo), "|", color=colour, ms=6, clip_on=False)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_xlabel(r"true $z$")
+        ax.set_ylabel(r"predicted $z$")
+        ax.set_title(f"LoRA run {run} (chosen on validation)")
+        ax.legend(frameon=False, loc="upper left")
+        return save(fig, stem)
+
+
+def ablation_per_bin(per_bin: pd.DataFrame, run: str, baseline: pd.DataFrame, baseline_label: str,
+                     bin_edges: Sequence[float], stem: Path) -> list[Path]:
+    """Test MAE per redshift bin for the chosen LoRA run (and the default run when it differs) and
+    the best non-language baseline on the same spectra; below, the share of unparsed answers."""
+    edges = np.asarray(bin_edges, float)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    zb = np.clip(np.digitize(baseline["z_true"].to_numpy(float), edges[1:-1]), 0, len(centres) - 1)
+    err = np.abs(baseline["z_pred"].to_numpy(float) - baseline["z_true"].to_numpy(float))
+    base_mae = np.array([err[zb == b].mean() if (zb == b).any() else np.nan for b in range(len(centres))])
+    test = per_bin[per_bin["split"] == "test"]
+    shown = [run] + (["default"] if run != "default" and "default" in set(test["run"]) else [])
+    with _style():
+        fig, (ax, ax2) = plt.subplots(2, 1, figsize=(SINGLE, SINGLE * 0.85), layout="constrained", sharex=True,
+                                      height_ratios=(3, 1))
+        ax.plot(centres, base_mae, "s-", color="0.45", ms=3, label=baseline_label)
+        for i, name in enumerate(shown):
+            t = test[test["run"] == name].sort_values("z_bin")
+            x = centres[t["z_bin"].to_numpy(int)]
+            mae = pd.to_numeric(t["mae"], errors="coerce").to_numpy(float)
+            colour = METHOD_COLOURS[i % len(METHOD_COLOURS)]
+            ax.plot(x, mae, "o-", color=colour, ms=3, label=f"LoRA {name}" + (" (chosen)" if name == run else ""))
+            share = t["n_unparsed"].to_numpy(float) / np.maximum(t["n"].to_numpy(float), 1)
+            ax2.plot(x, share, "o-", color=colour, ms=3)
+        ax.set_ylabel("test MAE")
+        ax.legend(frameon=False)
+        ax2.set_ylabel("unparsed")
+        ax2.set_ylim(-0.05, 1.05)
+        ax2.set_xlabel(r"true $z$ (bin centre)")
+        return save(fig, stem)
+
+
+def loss_curves(losses: Mapping[str, pd.DataFrame], best: str, stem: Path) -> list[Path]:
+    """Training loss (answer tokens only) against epoch for every LoRA run; the chosen one thicker."""
+    with _style():
+        fig, ax = plt.subplots(figsize=(SINGLE, SINGLE * 0.7), layout="constrained")
+        for i, (name, df) in enumerate(losses.items()):
+            ax.plot(df["epoch"].to_numpy(float), df["loss"].to_numpy(float), color=METHOD_COLOURS[i % len(METHOD_COLOURS)]
+                    if i < len(METHOD_COLOURS) else f"C{i}", lw=1.6 if name == best else 0.7,
+                    label=name + (" (chosen)" if name == best else ""))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss")
+        ax.legend(frameon=False, ncol=2)
+        return save(fig, stem)
+
+
 # Figure stem -> function: the names main.tex includes (generated/figures/<stem>.pdf).
 FIGURES = {
     "redshift_distribution": redshift_distribution,
@@ -221,4 +303,7 @@ FIGURES = {
     "real_vs_reconstructed": real_vs_reconstructed,
     "colour_colour": colour_colour,
     "baseline_predictions": baseline_predictions,
+    "ablation_predictions": ablation_predictions,
+    "ablation_per_bin": ablation_per_bin,
+    "ablation_loss": loss_curves,
 }

@@ -6,9 +6,12 @@ Writes, and owns, paper/generated/:
     macros.tex         one \\newcommand per number or claim the paper prints (sorted)
     values.json        every macro's name, key, raw value, text, kind, precision and source file
     tables/*.tex       booktabs tabulars: data_summary, splits, baseline, model, params,
-                       environment, packages, inputs
+                       environment, packages, inputs; ablation_{lr,rank,epochs}, ablation_cost
     figures/*.pdf|png  redshift_distribution, example_spectrum, real_vs_reconstructed,
-                       colour_colour, baseline_predictions
+                       colour_colour, baseline_predictions; ablation_predictions,
+                       ablation_per_bin, ablation_loss
+The LoRA study's macros, tables and figures come from specllm.report.ablation (its inputs are
+listed there: results/ablation.json, the training records, the demo, the original's values).
 
 Everything is read and checked before anything is written; the folder is then replaced in one
 rename, so a failed run leaves the previous paper/generated/ intact. The core functions take
@@ -64,7 +67,7 @@ import pandas as pd
 from specllm.errors import InputError, run_main
 from specllm.io import atomic_dir
 from specllm.metrics import OUTLIER_DZ
-from specllm.report import figures, tables
+from specllm.report import ablation, figures, tables
 from specllm.report.macros import MacroSet, escape_latex, format_value
 
 # params.yaml keys the report prints (dvc.yaml must list them under the report stage). The other
@@ -77,6 +80,7 @@ PARAM_KEYS = (
     "serialize.base", "serialize.precision", "serialize.digit_sep",
     "model.name", "model.source",
     "baseline.n_neighbors", "baseline.n_estimators", "baseline.max_depth",
+    "train.lr", "train.rank", "train.epochs", "evaluate.constrained",
 )
 SERIALIZE_KEYS = ("int_digits", "value_sep", "prompt", "target_decimals", "context_tokens", "max_context_share")
 SPLITS = ("train", "val", "test")
@@ -760,19 +764,39 @@ def check_comparisons(comparisons: Sequence[Mapping[str, Any]]) -> list[Mapping[
 
 
 def write_report(params: Mapping[str, Any], inputs: Inputs, out_dir: Path,
-                 comparisons: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Read and check every input, then replace `out_dir` with macros, values, tables, figures."""
+                 comparisons: Sequence[Mapping[str, Any]],
+                 lora: ablation.AblationInputs | None = None) -> dict[str, Any]:
+    """Read and check every input, then replace `out_dir` with macros, values, tables, figures.
+    `lora`: the LoRA study's outputs (the stage always passes them; tests of the data part may not)."""
     loaded = load_inputs(params, inputs)
     comparisons = check_comparisons(comparisons)
+    lora_data = ablation.load(lora) if lora is not None else None
     macros = build_macros(loaded, inputs, comparisons)
     table_text = build_tables(loaded)
+    b = loaded["baseline"]
+    if lora_data is not None:
+        defaults = {d: params[f"train.{d}"] for d in ablation.DIMS}
+        ablation.add_macros(macros, lora_data, defaults, inputs.rel, _num_or_none(b["methods"][b["best"]].get("mae")),
+                            constrained=bool(params["evaluate.constrained"]))
+        table_text.update(ablation.build_tables(lora_data, defaults))
 
     with atomic_dir(Path(out_dir)) as tmp:
         macros.write(tmp / "macros.tex", tmp / "values.json")
         for name, text in sorted(table_text.items()):
             tables.write(tmp / "tables" / f"{name}.tex", text)
         figs = build_figures(loaded, comparisons, tmp / "figures")
+        if lora_data is not None:
+            figs += ablation.build_figures(lora_data, tmp / "figures", loaded["predictions"],
+                                           b["methods"][b["best"]]["label"], b["best"], loaded["summary"]["bin_edges"])
     return {"macros": len(macros), "tables": sorted(table_text), "figures": sorted({f.stem for f in figs})}
+
+
+def _num_or_none(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
 
 
 def load_comparisons(names: Sequence[str] = REAL_SPECTRA) -> list[dict[str, Any]]:
@@ -807,7 +831,7 @@ def main() -> None:
                     baseline=paths.RESULTS / "baseline.json",
                     baseline_predictions=paths.RESULTS / "baseline_predictions.csv",
                     environment=paths.RESULTS / "environment.json")
-    done = write_report(params, inputs, paths.GENERATED, load_comparisons())
+    done = write_report(params, inputs, paths.GENERATED, load_comparisons(), lora=ablation.AblationInputs.under(paths.ROOT))
     print(f"report: {done['macros']} macros, tables {', '.join(done['tables'])}, "
           f"figures {', '.join(done['figures'])} -> {inputs.rel(paths.GENERATED)}/")
 
