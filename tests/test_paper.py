@@ -16,7 +16,7 @@ from specllm.report.macros import read_values
 from specllm.stages import paper, report
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_report import PARAMS, fake_comparisons, fake_project  # noqa: E402
+from test_report import PARAMS, fake_comparisons, fake_lora, fake_project  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 needs_latex = pytest.mark.skipif(not (shutil.which("latexmk") and shutil.which("pdftotext")),
@@ -35,7 +35,7 @@ def project(tmp_path_factory) -> Path:
                     ignore=shutil.ignore_patterns("generated", "*.pdf", "*.aux", "*.log", "*.bbl", "*.blg",
                                                   "*.out", "*.fls", "*.fdb_latexmk"))
     inputs = fake_project(root)
-    report.write_report(PARAMS, inputs, root / "paper" / "generated", fake_comparisons())
+    report.write_report(PARAMS, inputs, root / "paper" / "generated", fake_comparisons(), lora=fake_lora(root))
     return root
 
 
@@ -52,6 +52,8 @@ def test_pdf_is_byte_identical_and_shows_generated_values(project, tmp_path):
     assert f"Built with the {values['Profile']['text']} profile" in " ".join(text.split())
     assert values["BaselineBestMae"]["text"] in text
     assert values["LlmName"]["text"] in text
+    assert values["AblationBestTestMae"]["text"] in text and "Learning-rate ablation" in text
+    assert "It is far away" in text  # the demo's answer, in the appendix
     assert "??" not in text
     # no paths of the build machine leak into the PDF
     assert str(project).encode() not in first.read_bytes()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from specllm.report import tables
 from specllm.stages import report
 from specllm.stages.environment import collect_environment, pinned_dependencies
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Galaxy spectrum is rescaled and encoded to an input series:"
 PARAMS = {  # exactly report.PARAM_KEYS
     "profile": "smoke", "seed": 20250814, "data.source": "embedded",
@@ -25,6 +27,7 @@ PARAMS = {  # exactly report.PARAM_KEYS
     "serialize.base": 10, "serialize.precision": 2, "serialize.digit_sep": "|",
     "model.name": "tiny-random-llama", "model.source": "tiny",
     "baseline.n_neighbors": 10, "baseline.n_estimators": 20, "baseline.max_depth": 0,
+    "train.lr": 1e-4, "train.rank": 8, "train.epochs": 2, "evaluate.constrained": True,
 }
 
 
@@ -125,6 +128,62 @@ def fake_project(root: Path, *, knn_mae_shift: float = 0.0) -> report.Inputs:
     return inputs
 
 
+# The LoRA grid the fakes describe: (run, lr, rank, epochs, val MAE); the default run is best on validation.
+FAKE_RUNS = (("default", 1e-4, 8, 2, 0.030), ("lr-1e-05", 1e-5, 8, 2, 0.080), ("lr-0.001", 1e-3, 8, 2, 0.045),
+             ("rank-4", 1e-4, 4, 2, 0.035), ("rank-16", 1e-4, 16, 2, 0.033), ("epochs-1", 1e-4, 8, 1, 0.050),
+             ("epochs-3", 1e-4, 8, 3, 0.031))
+
+
+def fake_lora(root: Path, *, val_mae: dict[str, float] | None = None, unparsed: float = 0.0):
+    """Fake outputs of the LoRA stages (select, train_*, retention_*, demo) under root, in their real
+    formats, and the committed reference file; returns report.ablation.AblationInputs."""
+    from specllm.evaluate.select import choose_best
+    from specllm.report.ablation import AblationInputs
+
+    inputs = AblationInputs.under(root)
+    inputs.reference.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO_ROOT / "data" / "reference" / "arxiv_2508.10075.json", inputs.reference)
+    rows = []
+    for i, (run, lr, rank, epochs, mae) in enumerate(FAKE_RUNS):
+        mae = (val_mae or {}).get(run, mae)
+        ret = {name: {"ratio": 0.9 - 0.01 * i, "ci_low": 0.8, "ci_high": 1.0, "base_acc": 0.5, "adapted_acc": 0.45,
+                      "ratio_norm": 0.9} for name in ("science", "general")}
+        rows.append({"run": run, "lr": lr, "rank": rank, "epochs": epochs, "val_mae": mae, "val_n": 10,
+                     "val_unparsed_frac": unparsed, "val_n_unparsed": round(10 * unparsed), "test_mae": mae * 1.1,
+                     "test_nmad": mae / 2, "test_outlier_frac": 0.05, "test_unparsed_frac": unparsed, "test_n": 20,
+                     "test_n_unparsed": round(20 * unparsed), "retention": ret,
+                     "science_retention": ret["science"]["ratio"], "general_retention": ret["general"]["ratio"]})
+        _json(inputs.train_dir / run / "train.json", {"steps": 10 * epochs, "tokens": 5000 * epochs, "tokens_per_s": 90.0,
+                                                      "padding_share": 0.01, "peak_memory_bytes": 2**31, "wall_s": 60.0 * epochs,
+                                                      "trainable_params": 4096, "total_params": 141888,
+                                                      "trainable_share": 0.0289, "llama31_8b_lora_param_count": 3407872,
+                                                      "device": "cpu (2 threads)"})
+        steps = np.arange(1, 10 * epochs + 1)
+        pd.DataFrame({"step": steps, "epoch": steps / 10, "loss": 2.0 / steps ** 0.3, "lr": 1e-4, "tokens": 500 * steps}
+                     ).to_csv(inputs.train_dir / run / "loss.csv", index=False)
+        _json(inputs.retention_dir / f"{run}.json", {"sets": {n: {"retention": {"acc": {"level": 0.95}}}
+                                                             for n in ("science", "general")}})
+    rows.append({"run": "base", "lr": None, "rank": None, "epochs": None, "val_mae": None, "val_unparsed_frac": 1.0,
+                 "test_mae": None, "test_n": 20, "test_n_unparsed": 20, "test_unparsed_frac": 1.0, "retention": {}})
+    best, why = choose_best(rows, 0.1)
+    _json(inputs.ablation, {"runs": rows, "best": best, "n_runs": len(rows),
+                            "selection": {"split": "val", "metric": "mae", "max_unparsed_frac": 0.1, "rule": why}})
+    rng = np.random.default_rng(1)
+    z = rng.uniform(0.02, 0.3, 30)
+    pd.DataFrame({"split": ["val"] * 10 + ["test"] * 20, "gal_id": np.arange(30), "z_true": z,
+                  "z_pred": z + rng.normal(0, 0.02, 30), "parsed": [True] * 28 + [False] * 2, "run": best}
+                 ).to_csv(inputs.best_predictions, index=False)
+    pd.DataFrame([{"run": r, "split": "test", "z_bin": b, "z_lo": 0.05 * b, "z_hi": 0.05 * b + 0.04, "n": 4,
+                   "n_parsed": 4, "n_unparsed": 0, "mae": 0.02 + 0.005 * b, "nmad": 0.01, "outlier_frac": 0.0, "bias": 0.0}
+                  for r in (best, "default") for b in range(PARAMS["data.z_bins"])]).to_csv(inputs.per_bin, index=False)
+    _json(inputs.demo, {"run": best, "gal_id": 7, "z_true": 0.1234, "z_pred": 0.12, "transcript": [
+        {"role": "user", "content": PROMPT + " " + ",".join(["4|5|6"] * 24)},
+        {"role": "assistant", "content": "Redshift: 0.120"},
+        {"role": "user", "content": "What does this redshift tell us about the galaxy's distance?"},
+        {"role": "assistant", "content": "It is far away \u2014 about 500 Mpc & more_than_100% sure."}]})
+    return inputs
+
+
 def fake_comparisons() -> list[dict]:
     wave = np.linspace(3800, 9200, 300)
     out = []
@@ -145,7 +204,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("proj")
     inputs = fake_project(root)
     out = root / "paper" / "generated"
-    done = report.write_report(PARAMS, inputs, out, fake_comparisons())
+    done = report.write_report(PARAMS, inputs, out, fake_comparisons(), lora=fake_lora(root))
     return root, inputs, out, done
 
 
@@ -280,7 +339,7 @@ def test_tables_content(built):
 def test_output_is_deterministic(built, tmp_path):
     root, inputs, out, _ = built
     again = tmp_path / "generated"
-    report.write_report(PARAMS, inputs, again, fake_comparisons())
+    report.write_report(PARAMS, inputs, again, fake_comparisons(), lora=fake_lora(root))
     assert _digest(out) == _digest(again)
 
 
