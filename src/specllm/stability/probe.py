@@ -45,7 +45,7 @@ def probe(model, tokenizer, encoded: Sequence[Sequence[int]], label_ids: Sequenc
         ids, mask = left_pad([encoded[i] for i in chunk], pad)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
-                    output_hidden_states=True, use_cache=False)
+                    output_hidden_states=True, use_cache=False, logits_to_keep=1)
         last = out.logits[:, -1, :].float()
         h = out.hidden_states[-1][:, -1, :].float().cpu().numpy()
         if hidden is None:

@@ -12,6 +12,7 @@ and dpo.json (categories, loss, peak memory against the model's own size, time).
 
 from __future__ import annotations
 
+import warnings
 from types import SimpleNamespace
 
 from specllm.errors import run_main
@@ -62,7 +63,8 @@ def main() -> None:
                            batch_size=p["dpo.batch_size"], seed=p["seed"]) if pair_rows else \
         {"history": [], "seconds": 0.0, "n_pairs": 0}
     peak, how = dpo.peak_memory(device)
-    with atomic_dir(files["adapter"]) as tmp:
+    with atomic_dir(files["adapter"]) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         model.save_pretrained(tmp)
     files["results"].mkdir(parents=True, exist_ok=True)
     pd.DataFrame([{k: pr[k] for k in ("obj_id", "category", "order", "chosen", "rejected")} for pr in pair_rows],
