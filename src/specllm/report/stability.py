@@ -278,7 +278,7 @@ def _hidden_pca(hidden, spec, probe_rows: pd.DataFrame, an: Mapping[str, Any], s
             if m.any():
                 axes[1].scatter(pts[m, 0], pts[m, 1], s=14, marker=markers[lab],
                                 c=[CLUSTER_COLOURS[int(c) % 8] for c in cl[m]], label=lab or "tied", lw=0)
-        axes[1].set_title(f"{oid}: its {n_ord} orders, colour = cluster (K = {int(spec['k'][j])}), marker = answer")
+        axes[1].set_title(f"{oid}, {n_ord} orders: colour = cluster (K = {int(spec['k'][j])}), marker = answer")
         axes[1].legend(frameon=False)
         for ax in axes:
             ax.set_xlabel("PC 1")
