@@ -35,8 +35,30 @@ def project(tmp_path_factory) -> Path:
                     ignore=shutil.ignore_patterns("generated", "*.pdf", "*.aux", "*.log", "*.bbl", "*.blg",
                                                   "*.out", "*.fls", "*.fdb_latexmk"))
     inputs = fake_project(root)
-    report.write_report(PARAMS, inputs, root / "paper" / "generated", fake_comparisons(), lora=fake_lora(root))
+    lora = fake_lora(root)
+    stability = stability_results(tmp_path_factory.mktemp("stability"))
+    report.write_report(PARAMS, inputs, root / "paper" / "generated", fake_comparisons(), lora=lora, stability=stability)
     return root
+
+
+def stability_results(tmp: Path) -> Path:
+    """Real stability-stage outputs: the five stages on the tiny model over a small synthetic catalogue."""
+    import numpy as np
+    import pandas as pd
+    from test_stability_stages import _project, _run_all
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for cls, z0 in (("STAR", 0.0), ("GALAXY", 0.1), ("QSO", 1.5)):
+        for k in range(8):
+            mags = 17 + rng.normal(0, 0.5) + np.cumsum(rng.uniform(0.1, 0.6, 5))[::-1]
+            rows.append({"obj_id": f"{cls[0]}{k}", "class": cls, **dict(zip("ugriz", np.round(mags, 3), strict=True)),
+                         "redshift": round(z0 + rng.uniform(0, 0.05), 4), "simulated": True, "source": "test"})
+    with pytest.MonkeyPatch.context() as mp:
+        root = _project(tmp, mp)
+        pd.DataFrame(rows).to_csv(root / "data" / "raw" / "catalogue.csv", index=False)
+        _run_all(root)
+    return root / "results" / "stability"
 
 
 @pytest.mark.slow
@@ -54,6 +76,7 @@ def test_pdf_is_byte_identical_and_shows_generated_values(project, tmp_path):
     assert values["LlmName"]["text"] in text
     assert values["AblationBestTestMae"]["text"] in text and "Learning-rate ablation" in text
     assert "It is far away" in text  # the demo's answer, in the appendix
+    assert values["StabilityMeanPss"]["text"] in text and "Order stability of classifications" in text
     assert "??" not in text
     # no paths of the build machine leak into the PDF
     assert str(project).encode() not in first.read_bytes()

@@ -141,8 +141,7 @@ def fake_lora(root: Path, *, val_mae: dict[str, float] | None = None, unparsed: 
     from specllm.report.ablation import AblationInputs
 
     inputs = AblationInputs.under(root)
-    inputs.reference.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO_ROOT / "data" / "reference" / "arxiv_2508.10075.json", inputs.reference)
+    shutil.copytree(REPO_ROOT / "data" / "reference", inputs.reference.parent, dirs_exist_ok=True)
     rows = []
     for i, (run, lr, rank, epochs, mae) in enumerate(FAKE_RUNS):
         mae = (val_mae or {}).get(run, mae)

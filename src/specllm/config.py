@@ -134,6 +134,26 @@ SCHEMA: dict[str, Callable[[Any], str | None]] = {
     "demo.question": _type(str),
     "demo.max_new_tokens": _pos_int,
     "catalogue.source": _choice("embedded", "sdss17"),
+    "stability.n_per_class": _pos_int,
+    "stability.eval_share": _num(0.0, 1.0, lo_open=True),
+    "stability.n_orders": _num(1, 3_628_800, integer=True),  # 10 features have 10! distinct orders
+    "stability.decimals": _num(0, 8, integer=True),
+    "stability.batch_size": _pos_int,
+    "stability.decode_prompts": _num(0, integer=True),
+    "stability.max_new_tokens": _pos_int,
+    "stability.sigma": _num(0.0, lo_open=True),
+    "stability.max_clusters": _pos_int,
+    "stability.z_plausible": _num(0.0),
+    "stability.pair_orders": _pos_int,
+    "stability.n_boot": _pos_int,
+    "dpo.beta": _num(0.0, lo_open=True),
+    "dpo.lr": _num(0.0, 1.0, lo_open=True),
+    "dpo.epochs": _pos_int,
+    "dpo.batch_size": _pos_int,
+    "dpo.rank": _pos_int,
+    "dpo.alpha": _num(0.0, lo_open=True),
+    "dpo.dropout": _num(0.0, 0.95),
+    "dpo.target_modules": _list_of(_type(str)),  # checked against the model's linear layers by stability_dpo
 }
 
 

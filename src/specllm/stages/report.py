@@ -765,9 +765,10 @@ def check_comparisons(comparisons: Sequence[Mapping[str, Any]]) -> list[Mapping[
 
 def write_report(params: Mapping[str, Any], inputs: Inputs, out_dir: Path,
                  comparisons: Sequence[Mapping[str, Any]],
-                 lora: ablation.AblationInputs | None = None) -> dict[str, Any]:
+                 lora: ablation.AblationInputs | None = None, stability: Path | None = None) -> dict[str, Any]:
     """Read and check every input, then replace `out_dir` with macros, values, tables, figures.
-    `lora`: the LoRA study's outputs (the stage always passes them; tests of the data part may not)."""
+    `lora`: the LoRA study's outputs; `stability`: the stability study's folder (results/stability).
+    The stage always passes both; tests of one part may leave the others out."""
     loaded = load_inputs(params, inputs)
     comparisons = check_comparisons(comparisons)
     lora_data = ablation.load(lora) if lora is not None else None
@@ -781,6 +782,10 @@ def write_report(params: Mapping[str, Any], inputs: Inputs, out_dir: Path,
         table_text.update(ablation.build_tables(lora_data, defaults))
 
     with atomic_dir(Path(out_dir)) as tmp:
+        if stability is not None:  # adds its macros, so before they are written; a failure leaves out_dir as it was
+            from specllm.report.stability import add_stability
+
+            add_stability(macros, stability, tmp, reference=inputs.root / "data" / "reference" / "scse.json")
         macros.write(tmp / "macros.tex", tmp / "values.json")
         for name, text in sorted(table_text.items()):
             tables.write(tmp / "tables" / f"{name}.tex", text)
@@ -831,7 +836,8 @@ def main() -> None:
                     baseline=paths.RESULTS / "baseline.json",
                     baseline_predictions=paths.RESULTS / "baseline_predictions.csv",
                     environment=paths.RESULTS / "environment.json")
-    done = write_report(params, inputs, paths.GENERATED, load_comparisons(), lora=ablation.AblationInputs.under(paths.ROOT))
+    done = write_report(params, inputs, paths.GENERATED, load_comparisons(), lora=ablation.AblationInputs.under(paths.ROOT),
+                        stability=paths.RESULTS / "stability")
     print(f"report: {done['macros']} macros, tables {', '.join(done['tables'])}, "
           f"figures {', '.join(done['figures'])} -> {inputs.rel(paths.GENERATED)}/")
 

@@ -1,0 +1,318 @@
+"""The stability study's part of the paper: macros, booktabs tables and figures from results/stability/.
+
+    add_stability(macros, results_dir, out_dir, reference=data/reference/scse.json) -> files read
+
+Every number and every qualitative claim the section prints is a macro (keys `stability.*`):
+whether order sensitivity is present, whether one K dominates, whether DPO lowered PSS and whether
+it kept accuracy are text macros decided here from the numbers. The published SCSE figures come from
+data/reference/scse.json (with its source and citation), never from the TeX.
+
+Writes out_dir/tables/stability_{summary,checks,categories,before_after,confusion}.tex and
+out_dir/figures/stability_{eigenvalues,hidden_pca,pss,before_after}.pdf|png.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from specllm.errors import InputError
+from specllm.report import figures, tables
+from specllm.report.macros import MacroSet, escape_latex, format_value
+
+CLASSES = ("STAR", "GALAXY", "QSO")
+REFERENCE = Path("data/reference/scse.json")
+FIX = "run the stability stages (`dvc repro stability_reprobe`)"
+ANSWER_COLOURS = {**figures.CLASS_COLOURS, "": "#999999"}
+CLUSTER_COLOURS = ("#1b6ca8", "#d1495b", "#2a9d3f", "#7b4ea3", "#e39b2d", "#555555", "#8c564b", "#17becf")
+
+
+def _json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputError(path, "-", "not found", FIX)
+    return json.loads(path.read_text())
+
+
+def _csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputError(path, "-", "not found", FIX)
+    return pd.read_csv(path, dtype={"obj_id": str}, keep_default_na=False)
+
+
+def _source(fn) -> str:
+    return r"\texttt{src/\allowbreak{}specllm/\allowbreak{}report/\allowbreak{}stability.py} (\texttt{" + \
+        escape_latex(fn.__name__) + "})"
+
+
+def _f(v: Any, kind: str = "float", precision: int | None = 3) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "--"
+    return format_value(v, kind, None if kind == "int" else precision)
+
+
+def add_stability(macros: MacroSet, results_dir: Path, out_dir: Path, reference: Path | None = None) -> list[Path]:
+    """Add the stability macros, write its tables and figures; return the result files read."""
+    res = Path(results_dir)
+    reference = Path(reference or REFERENCE)
+    files = {n: res / f for n, f in (("sample", "sample.json"), ("probe", "probe.json"), ("analysis", "analysis.json"),
+                                      ("dpo", "dpo.json"), ("reprobe", "reprobe.json"), ("per_object", "per_object.csv"),
+                                      ("probe_csv", "probe.csv"), ("hidden", "hidden.npz"), ("spectral", "spectral.npz"),
+                                      ("dpo_loss", "dpo_loss.csv"))}
+    sample, probe, an = _json(files["sample"]), _json(files["probe"]), _json(files["analysis"])
+    dpo, rep, ref = _json(files["dpo"]), _json(files["reprobe"]), _json(reference)
+    per_object, probe_rows = _csv(files["per_object"]), _csv(files["probe_csv"])
+    for key in ("hidden", "spectral"):
+        if not files[key].is_file():
+            raise InputError(files[key], "-", "not found", FIX)
+    hidden, spec = np.load(files["hidden"]), np.load(files["spectral"])
+
+    def add(key: str, value: Any, src: Path, kind: str | None = None, precision: int | None = None) -> None:
+        macros.add(f"stability.{key}", value, source=src, kind=kind, precision=precision)
+
+    s, p = files["sample"], files["probe"]
+    add("n_objects", sample["n_objects"], s)
+    add("n_per_class", sample["n_per_class"], s)
+    add("n_orders", sample["n_orders"], s)
+    add("n_prompts", sample["n_prompts"], s)
+    add("catalogue", "the imported SDSS17 catalogue" if sample["catalogue_source"] == "sdss17" else
+        "the embedded catalogue", s)
+    n_align = sum(c["alignment"] for c in sample["counts"].values())
+    add("n_alignment", n_align, s)
+    add("n_evaluation", sample["n_objects"] - n_align, s)
+    add("probe.prompts_per_s", probe["prompts_per_s"], p, "float", 1)
+    add("probe.tokens_per_s", probe["tokens_per_s"], p, "float", 0)
+    add("probe.mean_tokens", probe["mean_prompt_tokens"], p, "float", 0)
+    add("probe.device", probe["device"].upper() if probe["device"] == "cuda" else "CPU", p)
+    add("probe.n_tied", probe["n_tied"], p)
+    add("probe.thinking", "passed" if probe["thinking_switch"] else "not needed (the template has no switch)", p)
+    ft = probe["free_text"]
+    add("free.n_decoded", ft["n_decoded"], p)
+    add("free.n_unparseable", ft["n_unparseable"], p)
+    add("free.agreement", "--" if ft["agreement"] is None else format_value(ft["agreement"], "percent", 0), p, "latex")
+
+    a, o = files["analysis"], an["overall"]
+    add("mean_pss", o.get("mean_pss", 0.0), a, "float", 3)
+    add("share_stable", o.get("share_stable", 0.0), a, "percent", 0)
+    add("share_high", o.get("share_high_pss", 0.0), a, "percent", 0)
+    add("max_pss", o.get("max_pss", 0.0), a, "float", 3)
+    add("accuracy", o.get("accuracy", 0.0), a, "percent", 0)
+    add("prompt_accuracy", an["prompt_accuracy"], a, "percent", 0)
+    add("n_unanswerable", o.get("n_unanswerable", 0), a)
+    for c in CLASSES:
+        pc = an["per_class"][c]
+        add(f"class.{c}.mean_pss", pc.get("mean_pss", 0.0), a, "float", 3)
+        add(f"class.{c}.accuracy", pc.get("accuracy", 0.0), a, "percent", 0)
+    sensitive = o.get("share_stable", 1.0) < 1.0
+    add("sensitivity", "present" if sensitive else "absent", a)
+    add("sensitivity_claim", (f"the answer changes with the order for {format_value(1 - o['share_stable'], 'percent', 0)} "
+                              "of the objects") if sensitive else "no object changes its answer with the order", a, "latex")
+    add("k_dominant", an["k_dominant"], a)
+    add("k_dominant_share", an["k_dominant_share"], a, "percent", 0)
+    add("k_one_share", an["k_counts"].get("1", 0) / max(1, an["n_objects"]), a, "percent", 0)
+    add("k_two_dominates", "dominates" if an["k_dominant"] == 2 else "does not dominate", a)
+    add("share_aligned", an["share_aligned"], a, "percent", 0)
+    add("sigma", an["sigma"], a, "float", 2)
+    checks = an["checks"]
+    add("checks_passed", sum(c["passed"] for c in checks), a)
+    add("checks_total", len(checks), a)
+
+    d = files["dpo"]
+    for cat, n in dpo["categories"].items():
+        add(f"cat.{cat}", n, d)
+    add("dpo.n_pairs", dpo["n_pairs"], d)
+    add("dpo.steps", dpo["steps"], d)
+    add("dpo.pair_orders", dpo["pair_orders"], d)
+    add("dpo.beta", dpo["settings"]["beta"], d, "float", 2)
+    add("dpo.lr", dpo["settings"]["lr"], d, "sci", 1)
+    add("dpo.epochs", dpo["settings"]["epochs"], d)
+    add("dpo.rank", dpo["settings"]["rank"], d)
+    add("dpo.loss_first", dpo["loss_first"] if dpo["loss_first"] is not None else 0.0, d, "float", 3)
+    add("dpo.loss_last", dpo["loss_last"] if dpo["loss_last"] is not None else 0.0, d, "float", 3)
+    add("dpo.peak_mib", dpo["peak_memory_bytes"] / 2**20, d, "float", 0)
+    add("dpo.model_mib", dpo["model_bytes"] / 2**20, d, "float", 1)
+    add("dpo.adapter_mib", dpo["adapter_bytes"] / 2**20, d, "float", 2)
+    add("dpo.optimizer_mib", dpo["optimizer_bytes"] / 2**20, d, "float", 2)
+    add("dpo.peak_over_model", dpo["peak_over_model"], d, "float", 1)
+    add("dpo.peak_kind", "CUDA maximum allocated memory" if dpo["device"] == "cuda" else
+        "peak resident set size of the process (Python, libraries and data included)", d)
+    add("dpo.trainable", dpo["trainable_params"], d)
+
+    r, cmp = files["reprobe"], rep["comparison"]
+    for group in ("all", *CLASSES):
+        g = cmp.get(group)
+        if g is None:
+            continue
+        key = "after" if group == "all" else f"after.{group}"
+        add(f"{key}.pss_before", g["pss_before"], r, "float", 3)
+        add(f"{key}.pss_after", g["pss_after"], r, "float", 3)
+        add(f"{key}.acc_before", g["accuracy_before"], r, "percent", 0)
+        add(f"{key}.acc_after", g["accuracy_after"], r, "percent", 0)
+    g = cmp["all"]
+    add("after.pss_diff", g["pss_test"]["mean_diff"], r, "float", 3)
+    add("after.pss_ci_low", g["pss_test"]["ci_low"], r, "float", 3)
+    add("after.pss_ci_high", g["pss_test"]["ci_high"], r, "float", 3)
+    add("after.pss_p", g["pss_test"]["p_value"], r, "float", 2)
+    add("after.acc_diff", g["accuracy_test"]["mean_diff"], r, "percent", 0)
+    add("after.acc_p", g["accuracy_test"]["p_value"], r, "float", 2)
+    add("after.n", g["n"], r)
+    add("reprobe.prompts_per_s", rep["timing"]["prompts_per_s"], r, "float", 1)
+    lowered = g["pss_after"] < g["pss_before"]
+    kept = g["accuracy_after"] >= g["accuracy_before"]
+    significant = g["pss_test"]["ci_high"] < 0
+    claim = ("lowered the mean PSS" if lowered else "did not lower the mean PSS") + \
+        (" without lowering accuracy" if kept else ", and accuracy fell")
+    add("after.claim", claim, r)
+    add("after.significance", "the paired interval excludes zero" if significant else "the paired interval includes zero", r)
+
+    add("scse.mean_pss", ref["mean_pss"], reference, "float", 4)
+    add("scse.share_stable", ref["share_fully_stable"], reference, "percent", 0)
+    add("scse.dpo_before", ref["dpo_pss_before"], reference, "float", 3)
+    add("scse.dpo_after", ref["dpo_pss_after"], reference, "float", 3)
+    add("scse.cite", ref["citation"], reference, "latex")
+    add("scse.compare", ("lower than" if o.get("mean_pss", 0) < ref["mean_pss"] else "at least as high as"), a)
+
+    out = Path(out_dir)
+    _tables(an, dpo, cmp, out / "tables")
+    figs = [_eigenvalues(spec, an, out / "figures" / "stability_eigenvalues"),
+            _hidden_pca(hidden, spec, probe_rows, an, out / "figures" / "stability_hidden_pca"),
+            _pss(per_object, out / "figures" / "stability_pss"),
+            _before_after(cmp, out / "figures" / "stability_before_after")]
+    for fn in figs:
+        macros.add(f"stability.figure.{fn.__name__.strip('_')}.source", _source(fn),
+                   source="src/specllm/report/stability.py", kind="latex")
+    return [files[k] for k in ("sample", "probe", "analysis", "dpo", "reprobe", "per_object", "probe_csv", "hidden",
+                               "spectral")] + [reference]
+
+
+# ---------------------------------------------------------------- tables
+
+def _tables(an: Mapping[str, Any], dpo: Mapping[str, Any], cmp: Mapping[str, Any], folder: Path) -> None:
+    rows = []
+    for name, s in [*((c, an["per_class"][c]) for c in CLASSES), ("all", an["overall"])]:
+        rows.append([escape_latex(name), _f(s.get("n", 0), "int"), _f(s.get("mean_pss")), _f(s.get("share_stable"), "percent", 0),
+                     _f(s.get("share_high_pss"), "percent", 0), _f(s.get("max_pss")), _f(s.get("accuracy"), "percent", 0)])
+    rows.insert(3, tables.MIDRULE)
+    tables.write(folder / "stability_summary.tex", tables.booktabs(
+        ["class", "$n$", "mean PSS", "PSS $=0$", "PSS $>0.5$", "max PSS", "accuracy"], rows, ["l"] + ["r"] * 6))
+    crow = [[escape_latex(c), *(_f(an["confusion"][c][x], "int") for x in (*CLASSES, "none"))] for c in CLASSES]
+    tables.write(folder / "stability_confusion.tex", tables.booktabs(
+        ["true \\textbackslash{} answer", *CLASSES, "none"], crow, ["l"] + ["r"] * 4))
+    chk = []
+    for c in an["checks"]:
+        fails = ", ".join(c["failing"][:4]) + (f" (+{len(c['failing']) - 4})" if len(c["failing"]) > 4 else "")
+        chk.append([escape_latex(c["name"].replace("_", " ")), "pass" if c["passed"] else "fail",
+                    _f(c["n_failing"], "int"), escape_latex(fails) or "--"])
+    tables.write(folder / "stability_checks.tex", tables.booktabs(
+        ["check", "result", "failing", "objects (first four)"], chk, ["l", "l", "r", "p{0.38\\linewidth}"]))
+    cats = [[escape_latex(k.replace("_", " ")), _f(v, "int")] for k, v in dpo["categories"].items()]
+    cats.append(tables.MIDRULE)
+    cats.append(["preference pairs", _f(dpo["n_pairs"], "int")])
+    tables.write(folder / "stability_categories.tex", tables.booktabs(["category", "objects"], cats, ["l", "r"]))
+    ba = []
+    for group in ("all", *CLASSES):
+        g = cmp.get(group)
+        if g is None:
+            continue
+        t = g["pss_test"]
+        ba.append([escape_latex(group), _f(g["n"], "int"), _f(g["pss_before"]), _f(g["pss_after"]),
+                   f"[{_f(t['ci_low'])}, {_f(t['ci_high'])}]", _f(g["accuracy_before"], "percent", 0),
+                   _f(g["accuracy_after"], "percent", 0)])
+    tables.write(folder / "stability_before_after.tex", tables.booktabs(
+        ["set", "$n$", "PSS before", "PSS after", "95\\% CI of change", "acc.\\ before", "acc.\\ after"], ba,
+        ["l"] + ["r"] * 6))
+
+
+# ---------------------------------------------------------------- figures
+
+def _eigenvalues(spec, an: Mapping[str, Any], stem: Path):
+    ids = [str(x) for x in spec["obj_ids"]]
+    with figures._style():
+        fig, ax = figures.plt.subplots(figsize=(figures.SINGLE, 2.3))
+        shown = list(dict.fromkeys(an["examples"].values())) or ids[:1]
+        for n, oid in enumerate(shown):
+            j = ids.index(oid)
+            ev = spec["eigvals"][j]
+            ax.plot(np.arange(1, len(ev) + 1), ev, marker="o", ms=2.5, color=CLUSTER_COLOURS[n % 8],
+                    label=f"{oid} (K = {int(spec['k'][j])})")
+        ax.set_xlabel("eigenvalue index")
+        ax.set_ylabel("eigenvalue of $L$")
+        ax.legend(frameon=False)
+        fig.tight_layout()
+        figures.save(fig, stem)
+    return _eigenvalues
+
+
+def _hidden_pca(hidden, spec, probe_rows: pd.DataFrame, an: Mapping[str, Any], stem: Path):
+    from sklearn.decomposition import PCA
+
+    h = hidden["hidden"].astype(np.float64)
+    n_obj, n_ord, dim = h.shape
+    flat = h.reshape(-1, dim)
+    xy = PCA(n_components=2, random_state=0).fit_transform(flat) if len(flat) > 2 else np.zeros((len(flat), 2))
+    answers = probe_rows.sort_values(["obj_id", "order"], key=lambda c: c.map(
+        {o: k for k, o in enumerate(str(x) for x in hidden["obj_ids"])}) if c.name == "obj_id" else c)
+    labels = answers["answer_label"].astype(str).to_numpy()
+    with figures._style():
+        fig, axes = figures.plt.subplots(1, 2, figsize=(figures.DOUBLE, 2.8))
+        for lab in (*CLASSES, ""):
+            m = labels == lab
+            if m.any():
+                axes[0].scatter(xy[m, 0], xy[m, 1], s=4, color=ANSWER_COLOURS[lab], label=lab or "tied", lw=0)
+        axes[0].set_title("all prompts, coloured by answer")
+        axes[0].legend(frameon=False, markerscale=2)
+        ids = [str(x) for x in hidden["obj_ids"]]
+        oid = an["examples"].get("largest_k", ids[0])
+        j = ids.index(oid)
+        own = h[j]
+        pts = PCA(n_components=2, random_state=0).fit_transform(own) if n_ord > 2 else np.zeros((n_ord, 2))
+        cl = spec["labels"][j]
+        ans = labels[j * n_ord:(j + 1) * n_ord]
+        markers = {"STAR": "*", "GALAXY": "o", "QSO": "s", "": "x"}
+        for lab in (*CLASSES, ""):
+            m = ans == lab
+            if m.any():
+                axes[1].scatter(pts[m, 0], pts[m, 1], s=14, marker=markers[lab],
+                                c=[CLUSTER_COLOURS[int(c) % 8] for c in cl[m]], label=lab or "tied", lw=0)
+        axes[1].set_title(f"{oid}, {n_ord} orders: colour = cluster (K = {int(spec['k'][j])}), marker = answer")
+        axes[1].legend(frameon=False)
+        for ax in axes:
+            ax.set_xlabel("PC 1")
+            ax.set_ylabel("PC 2")
+        fig.tight_layout()
+        figures.save(fig, stem)
+    return _hidden_pca
+
+
+def _pss(per_object: pd.DataFrame, stem: Path):
+    with figures._style():
+        fig, ax = figures.plt.subplots(figsize=(figures.SINGLE, 2.3))
+        bins = np.linspace(0, 2 / 3, 11)
+        data = [pd.to_numeric(per_object.loc[per_object["class"] == c, "pss"], errors="coerce").dropna() for c in CLASSES]
+        ax.hist(data, bins=bins, color=[figures.CLASS_COLOURS[c] for c in CLASSES], label=list(CLASSES))
+        ax.set_xlabel("PSS (0 = the same answer under every order)")
+        ax.set_ylabel("objects")
+        ax.legend(frameon=False)
+        fig.tight_layout()
+        figures.save(fig, stem)
+    return _pss
+
+
+def _before_after(cmp: Mapping[str, Any], stem: Path):
+    groups = [g for g in ("all", *CLASSES) if g in cmp]
+    x = np.arange(len(groups))
+    with figures._style():
+        fig, axes = figures.plt.subplots(1, 2, figsize=(figures.DOUBLE, 2.2))
+        for ax, metric, label in ((axes[0], "pss", "mean PSS"), (axes[1], "accuracy", "accuracy")):
+            ax.bar(x - 0.18, [cmp[g][f"{metric}_before"] for g in groups], 0.36, color="#999999", label="before DPO")
+            ax.bar(x + 0.18, [cmp[g][f"{metric}_after"] for g in groups], 0.36, color="#1b6ca8", label="after DPO")
+            ax.set_xticks(x, groups)
+            ax.set_ylabel(label)
+        axes[0].legend(frameon=False)
+        fig.tight_layout()
+        figures.save(fig, stem)
+    return _before_after

@@ -1,0 +1,39 @@
+"""Where the stability stages read and write, relative to the project root (specllm.paths.ROOT).
+
+Resolved at call time, so tests can point specllm.paths at a temporary project.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def layout(root: Path | None = None) -> dict[str, Path]:
+    from specllm import paths
+
+    root = Path(root or paths.ROOT)
+    res = root / "results" / "stability"
+    return {
+        "root": root,
+        "params": root / "params.yaml",
+        "catalogue_embedded": root / "data" / "raw" / "catalogue.csv",
+        "catalogue_sdss17": root / "data" / "external" / "sdss17" / "catalogue.csv",
+        "base_model": root / "models" / "base",
+        "adapter": root / "models" / "stability_dpo",
+        "results": res,
+        "objects": res / "objects.csv",          # sampled objects, features, split
+        "orders": res / "orders.json",           # the feature orders (same for every object)
+        "sample": res / "sample.json",
+        "probe": res / "probe.csv",              # one row per (object, order): logits, answer
+        "hidden": res / "hidden.npz",            # last-layer last-token hidden states, float16
+        "decode": res / "decode.csv",            # free-text answers of the decoded subsample
+        "probe_json": res / "probe.json",
+        "per_object": res / "per_object.csv",    # PSS, entropy, K, ... per object
+        "spectral": res / "spectral.npz",        # eigenvalues and cluster labels per object
+        "analysis": res / "analysis.json",
+        "pairs": res / "pairs.csv",
+        "dpo_loss": res / "dpo_loss.csv",
+        "dpo": res / "dpo.json",
+        "reprobe": res / "reprobe.csv",
+        "reprobe_json": res / "reprobe.json",
+    }

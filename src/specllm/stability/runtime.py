@@ -1,0 +1,92 @@
+"""What the model stages of the study share: loading the model, building every prompt, probing a set."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from specllm.errors import InputError
+from specllm.stability import features, prompts
+
+STAGE_FIX = "run the earlier stability stages first (`dvc repro stability_sample`, ...)"
+
+
+def read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    if not Path(path).is_file():
+        raise InputError(path, "-", "not found", STAGE_FIX)
+    frame = pd.read_csv(path, dtype={"obj_id": str})
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(path, ", ".join(missing), "column missing", STAGE_FIX)
+    return frame
+
+
+def read_orders(path: Path) -> list[tuple[str, tuple[int, ...]]]:
+    if not Path(path).is_file():
+        raise InputError(path, "-", "not found", STAGE_FIX)
+    data = json.loads(Path(path).read_text())
+    return [(o["name"], tuple(o["perm"])) for o in data["orders"]]
+
+
+def load_model(model_dir: Path, adapter_dir: Path | None = None):
+    """(model, tokenizer, device) in eval mode: bf16 on an Ampere-or-newer GPU, fp32 elsewhere."""
+    from specllm.model.load import load_base
+    from specllm.train.lora import choose_device_dtype
+
+    device, dtype = choose_device_dtype()
+    model, tokenizer = load_base(model_dir, dtype=dtype)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        from specllm.evaluate.generate import check_adapter_folder
+
+        check_adapter_folder(adapter_dir, "stability_dpo")
+        model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    return model.to(device).eval(), tokenizer, device
+
+
+def build_prompts(tokenizer, objects: pd.DataFrame, orders, decimals: int, model_dir: Path) -> list[dict[str, Any]]:
+    """One record per (object, order), objects outer: obj_id, class, split, order, order_name, prompt (templated)."""
+    rows = []
+    for _, obj in objects.iterrows():
+        lines = features.feature_lines(obj, decimals)
+        for k, (name, perm) in enumerate(orders):
+            text = prompts.user_text(features.ordered_lines(lines, perm))
+            rows.append({"obj_id": obj["obj_id"], "class": obj["class"], "split": obj.get("split", ""),
+                         "order": k, "order_name": name, "prompt": prompts.chat_prompt(tokenizer, text, model_dir)})
+    return rows
+
+
+def probe_set(model, tokenizer, objects: pd.DataFrame, orders, *, decimals: int, batch_size: int,
+              model_dir: Path, log=print) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any], list[dict[str, Any]]]:
+    """Probe every (object, order): (rows, hidden [n_obj, n_orders, H] float16, timing, prompt records)."""
+    from specllm.stability.probe import probe
+
+    label_ids = prompts.label_token_ids(tokenizer, features.CLASSES, model_dir)
+    recs = build_prompts(tokenizer, objects, orders, decimals, model_dir)
+    encoded = [prompts.encode(tokenizer, r["prompt"]) for r in recs]
+    step = max(1, len(recs) // 10)
+
+    def progress(done: int, total: int) -> None:
+        if done % step < batch_size or done == total:
+            log(f"probe: {done}/{total} prompts")
+
+    out = probe(model, tokenizer, encoded, label_ids, batch_size=batch_size, progress=progress)
+    rows = pd.DataFrame([{k: r[k] for k in ("obj_id", "class", "split", "order", "order_name")} for r in recs])
+    rows["answer"] = out["answer"]
+    rows["answer_label"] = [features.CLASSES[a] if a >= 0 else "" for a in out["answer"]]
+    rows["tied"] = out["tied"].astype(int)
+    for j, lab in enumerate(features.CLASSES):
+        rows[f"logit_{lab}"] = np.round(out["logits"][:, j].astype(np.float64), 5)
+    hidden = out["hidden"].reshape(len(objects), len(orders), -1)
+    timing = {"n_prompts": len(recs), "seconds": round(out["seconds"], 3), "prompts_per_s": round(out["prompts_per_s"], 4),
+              "tokens": out["tokens"], "tokens_per_s": round(out["tokens_per_s"], 2),
+              "mean_prompt_tokens": round(float(np.mean([len(e) for e in encoded])), 2),
+              "label_first_tokens": {lab: int(t) for lab, t in zip(features.CLASSES, label_ids)},
+              "thinking_switch": prompts.has_thinking_switch(tokenizer), "batch_size": batch_size}
+    return rows, hidden, timing, recs
