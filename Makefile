@@ -27,7 +27,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONHASHSEED := 0
 export SOURCE_DATE_EPOCH := 1735689600
 
-.PHONY: help setup lock lock-cuda data preflight reproduce push paper image docker-reproduce test test-fast lint clean
+.PHONY: help setup lock lock-cuda data preflight reproduce push paper verify freeze compare paperlint image docker-reproduce test test-fast lint clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -113,6 +113,19 @@ push: $(VENV)/.installed ## Upload data, outputs and the run cache to the DVC re
 
 paper: $(VENV)/.installed ## Rebuild only what the PDF needs with the current params.yaml
 	$(DVC) repro paper
+
+verify: $(VENV)/.installed ## Rerun/restore every stage, compare each reported value with paper/reported/<profile>.json (exit 1 on a mismatch)
+	@pull=$$($(SPECLLM) preflight --remote >/dev/null 2>&1 && echo --pull || true); \
+	$(SPECLLM) verify $$pull
+
+freeze: $(VENV)/.installed ## Record the current (clean) pipeline's values as the reported ones: paper/reported/<profile>.json
+	$(SPECLLM) freeze
+
+compare: $(VENV)/.installed ## Print this run's values beside the original paper's reported values (cited)
+	$(SPECLLM) compare
+
+paperlint: $(VENV)/.installed ## Fail on numbers typed by hand in the paper's text (they must be generated macros)
+	$(PY) -m specllm.paperlint
 
 image: ## Build the CUDA container (Docker): make image [IMAGE=specllm:cuda]
 	docker build -t $(IMAGE) .

@@ -47,6 +47,33 @@ def _cmd_preflight(args: argparse.Namespace) -> int:
     return preflight.cli(args)
 
 
+def _root() -> Path:
+    from specllm import paths
+
+    return paths.ROOT
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from specllm import verify
+
+    return verify.verify(_root(), repro=not args.no_repro, pull=args.pull, only_failures=args.failures_only)
+
+
+def _cmd_freeze(args: argparse.Namespace) -> int:
+    from specllm import verify
+
+    out = verify.freeze(_root())
+    print(f"froze {out.relative_to(_root())}: review `git diff` and commit it")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from specllm import compare
+
+    print(compare.render(_root()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="specllm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(p)
     p.set_defaults(func=_cmd_preflight)
+
+    p = sub.add_parser("verify", help="rerun (or restore) the pipeline and compare every reported value with "
+                                      "paper/reported/<profile>.json; exit 1 on any mismatch")
+    p.add_argument("--no-repro", action="store_true", help="compare the current outputs without `dvc repro`")
+    p.add_argument("--pull", action="store_true", help="`dvc repro --pull`: restore from the DVC remote")
+    p.add_argument("--failures-only", action="store_true", help="print only the rows that fail")
+    p.set_defaults(func=_cmd_verify)
+    p = sub.add_parser("freeze", help="write paper/reported/<profile>.json from a clean pipeline (deliberately)")
+    p.set_defaults(func=_cmd_freeze)
+    p = sub.add_parser("compare", help="this run's values beside the original paper's (data/reference/)")
+    p.set_defaults(func=_cmd_compare)
 
     data = sub.add_parser("data", help="import real data sources").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("import-sdss17", help="validate and import the Kaggle 'Stellar Classification Dataset - SDSS17' CSV")

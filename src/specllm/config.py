@@ -154,6 +154,9 @@ SCHEMA: dict[str, Callable[[Any], str | None]] = {
     "dpo.alpha": _num(0.0, lo_open=True),
     "dpo.dropout": _num(0.0, 0.95),
     "dpo.target_modules": _list_of(_type(str)),  # checked against the model's linear layers by stability_dpo
+    "cost.usd_per_gpu_hour": _num(0.0),
+    "provenance.repo_url": _type(str),
+    "provenance.repo_ref": _type(str),
 }
 
 

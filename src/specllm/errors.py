@@ -18,11 +18,18 @@ class InputError(Exception):
 
 
 def run_main(main) -> None:
-    """Run a stage's main(); turn InputError into a clear message and exit status 2."""
+    """Run a stage's main(); turn InputError into a clear message and exit status 2.
+
+    Under DVC the run's wall time, CPU time, peak memory and hardware are written to
+    results/cost/<stage>.json (specllm.cost; nothing is written outside DVC).
+    """
     import sys
 
+    from specllm import cost
+
     try:
-        main()
+        with cost.record():
+            main()
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,0 +1,97 @@
+"""The paper's tables and figures: which code makes each, and which data files it is drawn from.
+
+One registry that three consumers share:
+  * `specllm verify` checks each figure's underlying data (the files below) by sha256, and each
+    table by the sha256 of its generated .tex (a table *is* its data: the numbers it prints);
+  * the `provenance` stage records, for each, the stage and script that made it, and writes the
+    caption link macros (\\LinkFigure<Stem>, \\LinkTable<Stem>) that point at `made_by`;
+  * the lead adds new figures/tables here (e.g. the LoRA ablation) next to the report code.
+
+A table or figure found in paper/generated/ without an entry still gets checked and linked:
+tables by their .tex, figures by their rendered PNG (deterministic on one machine, but it depends
+on matplotlib and its fonts, so prefer listing the data files).
+
+`data` paths are relative to the project root; a glob (`*`) is expanded and sorted.
+`machine` marks tables whose content describes the machine (environment, packages): verify
+reports their changes but never fails on them (another machine is not a wrong result).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FIGURES_PY = "src/specllm/report/figures.py"
+TABLES_PY = "src/specllm/report/tables.py"
+REPORT_PY = "src/specllm/stages/report.py"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    kind: str                      # "figure" | "table"
+    stem: str                      # file stem in paper/generated/{figures,tables}/
+    made_by: str                   # source file that draws/typesets it (the caption link)
+    function: str                  # the function in made_by
+    data: tuple[str, ...] = ()     # figures: the data files it is drawn from
+    machine: bool = False          # tables: describes the machine, not a result
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.stem}"
+
+
+_PREPARED_META = ("data/prepared/train_meta.csv", "data/prepared/val_meta.csv", "data/prepared/test_meta.csv")
+
+REGISTRY: dict[str, Artifact] = {a.id: a for a in (
+    Artifact("figure", "redshift_distribution", FIGURES_PY, "redshift_distribution",
+             ("results/data_summary.json", *_PREPARED_META)),
+    Artifact("figure", "example_spectrum", FIGURES_PY, "example_spectrum",
+             ("data/serialized/train.jsonl", "data/prepared/wavelength.npy", "data/prepared/train_flux.npy",
+              "data/prepared/train_meta.csv")),
+    # Drawn from pPXF's shipped spectra and kcorrect fits computed in the report process: no stage
+    # file holds its data, so the rendered PNG is what is checked (see the module docstring).
+    Artifact("figure", "real_vs_reconstructed", FIGURES_PY, "real_vs_reconstructed",
+             ("paper/generated/figures/real_vs_reconstructed.png",)),
+    Artifact("figure", "colour_colour", FIGURES_PY, "colour_colour", ("data/raw/catalogue.csv",)),
+    Artifact("figure", "baseline_predictions", FIGURES_PY, "baseline_predictions",
+             ("results/baseline_predictions.csv", "results/baseline.json")),
+    Artifact("table", "data_summary", TABLES_PY, "data_summary"),
+    Artifact("table", "splits", TABLES_PY, "splits"),
+    Artifact("table", "baseline", TABLES_PY, "baseline"),
+    Artifact("table", "model", REPORT_PY, "build_tables"),
+    Artifact("table", "params", REPORT_PY, "build_tables"),
+    Artifact("table", "inputs", REPORT_PY, "manifest_checksums"),
+    Artifact("table", "environment", REPORT_PY, "build_tables", machine=True),
+    Artifact("table", "packages", TABLES_PY, "packages", machine=True),
+)}
+
+
+def discover(root: Path, generated: str = "paper/generated") -> list[Artifact]:
+    """Every table and figure in paper/generated/ (registry entries first, then unknown ones), sorted."""
+    root = Path(root)
+    found: dict[str, Artifact] = {}
+    for kind, folder, suffix in (("figure", "figures", ".png"), ("table", "tables", ".tex")):
+        for file in sorted((root / generated / folder).glob(f"*{suffix}")):
+            key = f"{kind}:{file.stem}"
+            if key in REGISTRY:
+                found[key] = REGISTRY[key]
+            elif kind == "figure":
+                found[key] = Artifact(kind, file.stem, FIGURES_PY, file.stem,
+                                      (f"{generated}/figures/{file.name}",))
+            else:
+                found[key] = Artifact(kind, file.stem, TABLES_PY, file.stem)
+    return [found[k] for k in sorted(found)]
+
+
+def data_files(art: Artifact, root: Path, generated: str = "paper/generated") -> list[str]:
+    """The files whose sha256 stands for the artifact: a figure's data, a table's .tex."""
+    if art.kind == "table":
+        return [f"{generated}/tables/{art.stem}.tex"]
+    out: list[str] = []
+    for pattern in art.data:
+        if "*" in pattern:
+            out.extend(sorted(p.relative_to(root).as_posix() for p in Path(root).glob(pattern)))
+        else:
+            out.append(pattern)
+    return out
