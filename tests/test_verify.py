@@ -163,3 +163,29 @@ def test_freeze_refuses_a_dirty_pipeline(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="not up to date"):
         verify.freeze(root)
     assert not (root / "paper" / "reported" / "smoke.json").exists()
+
+
+def test_compare_prints_this_run_beside_the_original_with_citations(tmp_path):
+    from conftest import ROOT
+
+    from specllm import compare
+
+    root = make_project(tmp_path)
+    (root / "data" / "reference").mkdir(parents=True)
+    for name in ("arxiv_2508.10075.json", "scse.json"):
+        (root / "data" / "reference" / name).write_bytes((ROOT / "data" / "reference" / name).read_bytes())
+    runs = [{"run": "default", "lr": 1e-4, "rank": 8, "epochs": 2, "val_mae": 0.05, "science_retention": 0.9,
+             "general_retention": 0.95},
+            {"run": "lr-0.001", "lr": 1e-3, "rank": 8, "epochs": 2, "val_mae": 0.04, "science_retention": 0.8,
+             "general_retention": 0.9}]
+    (root / "results" / "ablation.json").write_text(json.dumps(
+        {"best": "lr-0.001", "best_test": {"mae": 0.047}, "runs": runs}))
+    (root / "results" / "data_summary.json").write_text(json.dumps({"n_train": 160}))
+    text = compare.render(root)
+    row = next(ln for ln in text.splitlines() if ln.startswith("learning rate of the best"))
+    assert "0.0001 [1]" in row and "0.001" in row
+    assert "85.2% [1]" in text and "80.0%" in text and "3000 [1]" in text and "160" in text
+    assert "n/a (not available offline)" in text
+    assert "0.0916 [2]" in text and "not in this build" in text
+    assert "[1] Nesar Ramachandra, Yuan-Sen Ting" in text and "arXiv:2508.10075" in text
+    assert "this run: profile smoke" in text
