@@ -117,8 +117,8 @@ def test_provenance_records_and_appendix(tmp_path: Path):
     assert json.loads((root / "results" / "provenance.json").read_text())["stages"]["baseline"]["cost"]["gpus"]
 
     tex = (out_dir / "macros.tex").read_text()
-    assert "\\newcommand{\\LinkFigureBaselinePredictions}{\\href{https://github.com/org/specllm/blob/v1/" \
-           "src/specllm/report/figures.py}{\\nolinkurl{src/specllm/report/figures.py}}" in tex
+    assert "\\newcommand{\\LinkFigureBaselinePredictions}{\\protect\\href{https://github.com/org/specllm/blob/v1/" \
+           "src/specllm/report/figures.py}{\\protect\\nolinkurl{src/specllm/report/figures.py}}" in tex
     assert "\\newcommand{\\SourceLink}" in tex and "\\ComputeUsd}{0.41}" in tex
     table = (out_dir / "tables" / "cost.tex").read_text()
     assert "NVIDIA A100-SXM4-80GB" in table and "report" in table and "no record" in table

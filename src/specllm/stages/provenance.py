@@ -25,6 +25,8 @@ Determinism and git state (why the commit is only in provenance.json):
     read at run time instead, and that is safe: every stage run rewrites its results/cost record,
     which *is* a dependency (results/cost/), so any change of an upstream lock entry reruns this
     stage, and a run-cache restore restores the matching record and lock entry together.
+  * data.dvc cannot be a DVC dependency either (DVC refuses .dvc files as deps); it is read at run
+    time for the same reason: a changed data/raw reruns `prepare`, whose new cost record reruns this.
   * The git commit and dirty flag go into results/provenance.json only, never into the TeX: the
     PDF is then a function of the declared dependencies alone, so identical inputs still give a
     byte-identical PDF, and a commit that changes nothing the paper depends on does not rerun
@@ -258,8 +260,9 @@ def build_macros(link_base: str, arts: Sequence[Mapping[str, Any]], tot: Mapping
     ms = MacroSet()
     for a in arts:
         # "\href{url}{src/specllm/report/figures.py} (function)": a clickable caption source.
-        text = (r"\href{" + a["link"].replace("#", r"\#").replace("%", r"\%") + "}{\\nolinkurl{" + a["made_by"]
-                + "}} (\\texttt{" + escape_latex(a["function"]) + "})")
+        # \protect: captions are moving arguments (written to the .aux), and \href is fragile.
+        text = (r"\protect\href{" + a["link"].replace("#", r"\#").replace("%", r"\%") + "}{\\protect\\nolinkurl{"
+                + a["made_by"] + "}} (\\texttt{" + escape_latex(a["function"]) + "})")
         ms.add(f"link.{a['kind']}.{a['stem']}", text, source=a["made_by"], kind="latex")
     ms.add("compute.wall_hours", tot["wall_s"] / 3600.0, source="results/cost", kind="float", precision=2)
     ms.add("compute.cpu_hours", tot["cpu_hours"], source="results/cost", kind="float", precision=2)
