@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +64,30 @@ def params() -> dict:
     from specllm import config
 
     return config.load(ROOT / "params.yaml")
+
+
+VENV = Path(sys.executable).parent.parent
+
+
+def run_in(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command in a clone with the test venv first on PATH and SPECLLM_ROOT set."""
+    env = {**os.environ, "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}", "SPECLLM_ROOT": str(cwd)}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def reproduce_smoke(repo: Path) -> Path:
+    """`make reproduce PROFILE=smoke` in a fresh clone (never letting make rebuild the shared venv);
+    the log goes to reproduce.log and a snapshot of values.json to values.first.json."""
+    proc = run_in(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo)
+    (repo / "reproduce.log").write_text(proc.stdout + proc.stderr)
+    shutil.copyfile(repo / "paper" / "generated" / "values.json", repo / "values.first.json")
+    return repo
+
+
+@pytest.fixture(scope="session")
+def smoke_repo(tmp_path_factory) -> Path:
+    """One clean clone reproduced on smoke, shared by the slow modules (test_pipeline, test_verify_smoke)."""
+    return reproduce_smoke(fresh_copy(tmp_path_factory.mktemp("clone") / "specllm"))
