@@ -181,11 +181,16 @@ def test_compare_prints_this_run_beside_the_original_with_citations(tmp_path):
     (root / "results" / "ablation.json").write_text(json.dumps(
         {"best": "lr-0.001", "best_test": {"mae": 0.047}, "runs": runs}))
     (root / "results" / "data_summary.json").write_text(json.dumps({"n_train": 160}))
+    (root / "results" / "stability").mkdir()
+    (root / "results" / "stability" / "analysis.json").write_text(json.dumps({"overall": {"mean_pss": 0.2}}))
     text = compare.render(root)
     row = next(ln for ln in text.splitlines() if ln.startswith("learning rate of the best"))
     assert "0.0001 [1]" in row and "0.001" in row
     assert "85.2% [1]" in text and "80.0%" in text and "3000 [1]" in text and "160" in text
-    assert "n/a (not available offline)" in text
-    assert "0.0916 [2]" in text and "not in this build" in text
-    assert "[1] Nesar Ramachandra, Yuan-Sen Ting" in text and "arXiv:2508.10075" in text
+    assert "16 A100-hours [1]" in text and "n/a, not available offline [1]" in text
+    assert "1e-05: " not in text and "0.0001: 0.050; 0.001: 0.040 (val MAE)" in text
+    mean_pss = next(ln for ln in text.splitlines() if ln.startswith("mean PSS "))
+    assert "0.0916 [2]" in mean_pss and "0.2" in mean_pss
+    assert "not in this build" in next(ln for ln in text.splitlines() if ln.startswith("mean PSS after DPO"))
+    assert "[1] Ramachandra, N., Ting, Y.-S." in text and "arXiv:2508.10075" in text and "arXiv:2601.02993" in text
     assert "this run: profile smoke" in text

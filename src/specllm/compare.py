@@ -1,13 +1,13 @@
 """`specllm compare` (`make compare`): this run's values beside the values the original work reported.
 
-References are committed data files, each {"source", "citation", "values": {key: {value, where,
-what, unit?, note?}}}: data/reference/arxiv_2508.10075.json (the original LoRA study's tables) and
-data/reference/scse.json (the published SCSE stability figures). A value the reference does not
-give offline is null with a note, and is printed as such, never guessed.
+References are the committed data files the report stage also reads (their schema is theirs):
+data/reference/arxiv_2508.10075.json (the original LoRA study: best setting, its row, training
+size, GPU-hours; the other ablation rows are not available offline and print as such) and
+data/reference/scse.json (the published SCSE stability figures). Each row names its reference
+([1], [2]), cited below the table; a reference value that is missing is never guessed.
 
-This run's counterpart of each key comes from RESOLVERS (a function of the project root reading
-the stage outputs); a key without one, or whose stage output is absent from this build, prints
-"not in this build". Read-only: compare never runs a stage.
+This run's counterpart of each row comes from the stage outputs (ITEMS); a row whose output is
+absent from this build prints "not in this build". Read-only: compare never runs a stage.
 """
 
 from __future__ import annotations
@@ -70,28 +70,51 @@ def _ablation_rows(axis: str) -> Callable[[Path], Any]:
     return get
 
 
-def _stability(file: str, field: str) -> Callable[[Path], Any]:
-    return lambda root: (_load(root, file) or {}).get(field)
+def _dig(data: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(data, Mapping) or part not in data:
+            return None
+        data = data[part]
+    return data
 
 
-RESOLVERS: dict[str, Callable[[Path], Any]] = {
-    "best_lr": _best("lr"),
-    "best_rank": _best("rank"),
-    "best_epochs": _best("epochs"),
-    "best_mae": _best_test_mae,
-    "science_retention": _best("science_retention"),
-    "general_retention": _best("general_retention"),
-    "n_train": _n_train,
-    "gpu_hours": _compute_hours,
-    "ablation_lr_rows": _ablation_rows("lr"),
-    "ablation_rank_rows": _ablation_rows("rank"),
-    "ablation_epochs_rows": _ablation_rows("epochs"),
-    # The stability study's outputs (adapt the file/field names when its stages land).
-    "mean_pss": _stability("results/stability/summary.json", "mean_pss"),
-    "fully_stable_frac": _stability("results/stability/summary.json", "fully_stable_frac"),
-    "dpo_pss_before": _stability("results/stability/dpo.json", "pss_before"),
-    "dpo_pss_after": _stability("results/stability/dpo.json", "pss_after"),
-}
+def _result(file: str, dotted: str) -> Callable[[Path], Any]:
+    return lambda root: _dig(_load(root, file), dotted)
+
+
+def _ref_best_row(ref: Mapping[str, Any]) -> Mapping[str, Any]:
+    best = ref.get("best") or {}
+    return next((r for r in ref.get("rows", []) if all(r.get(k) == best.get(k) for k in ("lr", "rank", "epochs"))), {})
+
+
+ARXIV, SCSE = REFERENCES
+# (reference file, what, the reference's value, this run's value, unit, where in the original). The reference
+# files' schema is the one the report stage reads (specllm.report.ablation / specllm.report.stability).
+ITEMS: tuple[tuple[str, str, Callable[[Mapping], Any], Callable[[Path], Any], str | None, str], ...] = (
+    (ARXIV, "learning rate of the best configuration", lambda r: _dig(r, "best.lr"), _best("lr"), None, "best"),
+    (ARXIV, "LoRA rank of the best configuration", lambda r: _dig(r, "best.rank"), _best("rank"), None, "best"),
+    (ARXIV, "epochs of the best configuration", lambda r: _dig(r, "best.epochs"), _best("epochs"), None, "best"),
+    (ARXIV, "test redshift MAE of the best configuration", lambda r: _ref_best_row(r).get("mae"), _best_test_mae,
+     None, "best"),
+    (ARXIV, "science retention of the best configuration", lambda r: _ref_best_row(r).get("science_retention"),
+     _best("science_retention"), "fraction", "retention"),
+    (ARXIV, "general retention of the best configuration", lambda r: _ref_best_row(r).get("general_retention"),
+     _best("general_retention"), "fraction", "retention"),
+    (ARXIV, "training spectra", lambda r: r.get("n_train"), _n_train, None, "data"),
+    (ARXIV, "GPU time of the study", lambda r: f"{r['gpu_hours']} {r.get('gpu', 'GPU')}-hours"
+     if r.get("gpu_hours") is not None else None, _compute_hours, None, "compute"),
+    (ARXIV, "validation MAE of the other learning rates", lambda r: None, _ablation_rows("lr"), None, "ablation"),
+    (ARXIV, "validation MAE of the other ranks", lambda r: None, _ablation_rows("rank"), None, "ablation"),
+    (ARXIV, "validation MAE of the other epoch counts", lambda r: None, _ablation_rows("epochs"), None, "ablation"),
+    (SCSE, "mean PSS", lambda r: r.get("mean_pss"), _result("results/stability/analysis.json", "overall.mean_pss"),
+     None, "stability"),
+    (SCSE, "share of objects fully stable", lambda r: r.get("share_fully_stable"),
+     _result("results/stability/analysis.json", "overall.share_stable"), "fraction", "stability"),
+    (SCSE, "mean PSS before DPO", lambda r: r.get("dpo_pss_before"),
+     _result("results/stability/reprobe.json", "comparison.all.pss_before"), None, "DPO"),
+    (SCSE, "mean PSS after DPO", lambda r: r.get("dpo_pss_after"),
+     _result("results/stability/reprobe.json", "comparison.all.pss_after"), None, "DPO"),
+)
 
 
 def _fmt(value: Any, unit: str | None = None) -> str:
@@ -104,24 +127,37 @@ def _fmt(value: Any, unit: str | None = None) -> str:
     return str(value)
 
 
+def _citation(ref: Mapping[str, Any], rel: str) -> str:
+    cite = str(ref.get("citation") or ref.get("source") or rel)
+    if " " not in cite:  # a bibkey: name the source too
+        cite = f"{ref.get('source', '')} [{cite} in paper/refs.bib]".strip()
+    if ref.get("arxiv") and str(ref["arxiv"]) not in cite:
+        cite += f", arXiv:{ref['arxiv']}"
+    return cite
+
+
 def rows(root: Path, references=REFERENCES) -> tuple[list[tuple[str, ...]], list[str]]:
     table, cites = [], []
     for i, rel in enumerate(references, 1):
         ref = _load(root, rel)
         if ref is None:
             continue
-        cites.append(f"[{i}] {ref.get('citation', rel)} ({rel})")
-        for key, v in ref.get("values", {}).items():
-            resolver = RESOLVERS.get(key)
-            ours = None
+        cites.append(f"[{i}] {_citation(ref, rel)} ({rel})")
+        if ref.get("note"):
+            cites.append(f"    note: {ref['note']}")
+        for file, what, theirs, ours_fn, unit, where in ITEMS:
+            if file != rel:
+                continue
             try:
-                ours = resolver(root) if resolver else None
+                value = theirs(ref)
+            except (KeyError, TypeError):
+                value = None
+            try:
+                ours = ours_fn(root)
             except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
                 ours = None
-            reported = _fmt(v.get("value"), v.get("unit")) if v.get("value") is not None else \
-                f"n/a ({v.get('note', 'not reported')})"
-            table.append((v.get("what", key), f"{reported} [{i}]", _fmt(ours, v.get("unit")) if ours is not None
-                          else "not in this build", v.get("where", "")))
+            reported = f"{_fmt(value, unit)} [{i}]" if value is not None else f"n/a, not available offline [{i}]"
+            table.append((what, reported, _fmt(ours, unit) if ours is not None else "not in this build", where))
     return table, cites
 
 
