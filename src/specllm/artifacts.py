@@ -12,8 +12,10 @@ tables by their .tex, figures by their rendered PNG (deterministic on one machin
 on matplotlib and its fonts, so prefer listing the data files).
 
 `data` paths are relative to the project root; a glob (`*`) is expanded and sorted.
-`machine` marks tables whose content describes the machine (environment, packages): verify
-reports their changes but never fails on them (another machine is not a wrong result).
+`machine` marks tables whose content describes the machine or measures the run (environment,
+packages, training throughput): verify reports their changes but never fails on them.
+Data files are digested by `digest()`: the file's sha256, except .npz archives, whose zip entries
+carry the time they were written: for those, the sha256 of the arrays (name, dtype, shape, bytes).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pathlib import Path
 FIGURES_PY = "src/specllm/report/figures.py"
 TABLES_PY = "src/specllm/report/tables.py"
 REPORT_PY = "src/specllm/stages/report.py"
+ABLATION_PY = "src/specllm/report/ablation.py"
+STABILITY_PY = "src/specllm/report/stability.py"
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,29 @@ REGISTRY: dict[str, Artifact] = {a.id: a for a in (
     Artifact("figure", "colour_colour", FIGURES_PY, "colour_colour", ("data/raw/catalogue.csv",)),
     Artifact("figure", "baseline_predictions", FIGURES_PY, "baseline_predictions",
              ("results/baseline_predictions.csv", "results/baseline.json")),
+    Artifact("figure", "ablation_predictions", FIGURES_PY, "ablation_predictions",
+             ("results/ablation_best_predictions.csv", "results/ablation.json")),
+    Artifact("figure", "ablation_per_bin", FIGURES_PY, "ablation_per_bin",
+             ("results/ablation_per_bin.csv", "results/ablation.json", "results/baseline_predictions.csv",
+              "results/data_summary.json")),
+    Artifact("figure", "ablation_loss", FIGURES_PY, "loss_curves", ("results/train/*/loss.csv",)),
+    Artifact("figure", "stability_eigenvalues", STABILITY_PY, "_eigenvalues",
+             ("results/stability/spectral.npz", "results/stability/analysis.json")),
+    Artifact("figure", "stability_hidden_pca", STABILITY_PY, "_hidden_pca",
+             ("results/stability/hidden.npz", "results/stability/spectral.npz", "results/stability/probe.csv",
+              "results/stability/analysis.json")),
+    Artifact("figure", "stability_pss", STABILITY_PY, "_pss", ("results/stability/per_object.csv",)),
+    Artifact("figure", "stability_before_after", STABILITY_PY, "_before_after", ("results/stability/reprobe.json",)),
+    Artifact("table", "ablation_lr", ABLATION_PY, "dimension_table"),
+    Artifact("table", "ablation_rank", ABLATION_PY, "dimension_table"),
+    Artifact("table", "ablation_epochs", ABLATION_PY, "dimension_table"),
+    # Throughput, peak memory and wall time of each training run: measurements, not results.
+    Artifact("table", "ablation_cost", ABLATION_PY, "cost_table", machine=True),
+    Artifact("table", "stability_summary", STABILITY_PY, "add_stability"),
+    Artifact("table", "stability_confusion", STABILITY_PY, "add_stability"),
+    Artifact("table", "stability_checks", STABILITY_PY, "add_stability"),
+    Artifact("table", "stability_categories", STABILITY_PY, "add_stability"),
+    Artifact("table", "stability_before_after", STABILITY_PY, "add_stability"),
     Artifact("table", "data_summary", TABLES_PY, "data_summary"),
     Artifact("table", "splits", TABLES_PY, "splits"),
     Artifact("table", "baseline", TABLES_PY, "baseline"),
@@ -95,3 +122,25 @@ def data_files(art: Artifact, root: Path, generated: str = "paper/generated") ->
         else:
             out.append(pattern)
     return out
+
+
+def digest(path: Path) -> str | None:
+    """sha256 of a data file (of its arrays for .npz, see the module docstring); None if absent."""
+    from specllm.io import sha256_file
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    if path.suffix != ".npz":
+        return sha256_file(path)
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    with np.load(path, allow_pickle=False) as npz:
+        for name in sorted(npz.files):
+            a = np.ascontiguousarray(npz[name])
+            h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()

@@ -21,8 +21,9 @@ Tolerance rules (stated per entry in the frozen file, so a reviewer sees each on
     values that come from GPU stages (GPU_STAGE_RE) get GPU_TOLERANCE for their kind: nondeterministic
     kernels (atomics in reductions, TF32/bf16) move the last digits between runs and GPUs;
   * machine descriptions (env.*, anything from results/environment.json, the environment and
-    packages tables): "info": shown when they differ, never a failure (another machine is not a
-    wrong result);
+    packages tables) and measurements of the run (MEASURED_KEY_RE: throughput, peak memory, wall
+    time, device; the training-cost table): "info": shown when they differ, never a failure
+    (another machine or a busier one is not a wrong result);
   * figures and tables: sha256 of the figure's data files / the table's .tex; on a GPU run, those
     drawn from GPU stages are "sha256 (advisory)": their numbers are checked through the macros.
 Cost records (results/cost/) are never compared: they are measurements of the run, not results.
@@ -43,7 +44,7 @@ from typing import Any
 
 from specllm import artifacts
 from specllm.errors import InputError
-from specllm.io import sha256_file, write_json
+from specllm.io import write_json
 
 REPORTED_DIR = "paper/reported"
 VALUES = "paper/generated/values.json"
@@ -60,6 +61,11 @@ GPU_TOLERANCE = {
 }
 FLOAT_KINDS = ("float", "percent", "sci")
 MACHINE_SOURCES = ("results/environment.json",)
+# Values that measure the run rather than result from it (throughput, peak memory, wall time, the
+# device): like the cost records, shown when they differ, never a failure, and left out of the
+# bitwise-reproducibility check (tests/test_verify_smoke.py).
+MEASURED_KEY_RE = re.compile(r"(tokens_per_s|prompts_per_s|_per_s|peak_mib|peak_gib|peak_over_model|peak_memory"
+                             r"|train_minutes|wall_s|_seconds|s_per_step)$|\.device$")
 FAILING = ("MISMATCH", "MISSING", "NEW")
 
 
@@ -135,6 +141,8 @@ def tolerance(macro: Mapping[str, Any], stage: str | None, gpu: bool) -> dict[st
     source = str(macro.get("source") or "")
     if str(macro.get("key", "")).startswith("env.") or source in MACHINE_SOURCES:
         return {"mode": "info"}
+    if MEASURED_KEY_RE.search(str(macro.get("key", ""))):
+        return {"mode": "info", "why": "measured"}
     kind = macro.get("kind")
     if kind in FLOAT_KINDS and gpu and stage and GPU_STAGE_RE.match(stage):
         rule = dict(GPU_TOLERANCE[kind])
@@ -155,7 +163,9 @@ def describe(tol: Mapping[str, Any]) -> str:
         return " or ".join(parts) or "exact"
     if mode == "sha256-advisory":
         return "sha256 (advisory)"
-    return {"exact": "exact", "info": "info (machine)", "sha256": "sha256"}.get(mode, str(mode))
+    if mode == "info":
+        return "info (measured)" if tol.get("why") == "measured" else "info (machine)"
+    return {"exact": "exact", "sha256": "sha256"}.get(mode, str(mode))
 
 
 def within(frozen: Any, now: Any, tol: Mapping[str, Any]) -> bool:
@@ -177,7 +187,7 @@ def artifact_entries(root: Path, outs: Mapping[str, str], gpu: bool) -> dict[str
     out = {}
     for art in artifacts.discover(root, GENERATED):
         files = artifacts.data_files(art, root, GENERATED)
-        shas = {f: (sha256_file(Path(root) / f) if (Path(root) / f).is_file() else None) for f in files}
+        shas = {f: artifacts.digest(Path(root) / f) for f in files}
         stages = {stage_of(f, outs) for f in files}
         if art.machine:
             mode = "info"

@@ -181,7 +181,7 @@ def build_records(root: Path, values: Mapping[str, Any], lock: Mapping[str, Mapp
             "id": art.id, "kind": art.kind, "stem": art.stem, "stage": "report",
             "output": f"{GENERATED}/{sub}/{art.stem}{suffix}",
             "made_by": art.made_by, "function": art.function, "link": link[art.id],
-            "data": {f: (sha256_file(root / f) if (root / f).is_file() else None) for f in files},
+            "data": {f: artifacts.digest(root / f) for f in files},
             "data_stages": stages, "params": dict(sorted(params.items())), "data_hash": data.get("md5"),
         })
     return {"macros": macros, "artifacts": arts}
