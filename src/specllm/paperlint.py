@@ -44,6 +44,7 @@ ALLOW: tuple[tuple[str, str], ...] = (
      "a named model or software version"),
     (r"\d+(?:st|nd|rd|th)\s+percentile", "an ordinal naming a statistic (95th percentile)"),
     (r"first\s+\d+\s+(?:hexadecimal\s+)?(?:digits|characters)", "how much of a checksum is shown (formatting)"),
+    (r"\d+\s*\\?%\s+(?:confidence\s+|bootstrap\s+)?(?:interval|CI)", "the confidence level that names an interval"),
 )
 # Letter units only right after the number ("3 in the" is text); \textwidth-like units may follow a space.
 _LENGTH_UNITS = (r"(?:(?:pt|em|ex|in|cm|mm|bp|sp|pc|mu)(?![A-Za-z])|\s*\\(?:(?:text|column|line|paper)width|"

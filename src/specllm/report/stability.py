@@ -24,6 +24,7 @@ import pandas as pd
 from specllm.errors import InputError
 from specllm.report import figures, tables
 from specllm.report.macros import MacroSet, escape_latex, format_value
+from specllm.stability.analysis import HIGH_PSS
 
 CLASSES = ("STAR", "GALAXY", "QSO")
 REFERENCE = Path("data/reference/scse.json")
@@ -55,6 +56,16 @@ def _f(v: Any, kind: str = "float", precision: int | None = 3) -> str:
     return format_value(v, kind, None if kind == "int" else precision)
 
 
+def _rel(path: Path) -> str:
+    """A source path relative to the project root (values.json must not depend on where the clone is)."""
+    from specllm import paths
+
+    try:
+        return Path(path).resolve().relative_to(paths.ROOT.resolve()).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
 def add_stability(macros: MacroSet, results_dir: Path, out_dir: Path, reference: Path | None = None) -> list[Path]:
     """Add the stability macros, write its tables and figures; return the result files read."""
     res = Path(results_dir)
@@ -72,7 +83,7 @@ def add_stability(macros: MacroSet, results_dir: Path, out_dir: Path, reference:
     hidden, spec = np.load(files["hidden"]), np.load(files["spectral"])
 
     def add(key: str, value: Any, src: Path, kind: str | None = None, precision: int | None = None) -> None:
-        macros.add(f"stability.{key}", value, source=src, kind=kind, precision=precision)
+        macros.add(f"stability.{key}", value, source=_rel(src), kind=kind, precision=precision)
 
     s, p = files["sample"], files["probe"]
     add("n_objects", sample["n_objects"], s)
@@ -99,6 +110,7 @@ def add_stability(macros: MacroSet, results_dir: Path, out_dir: Path, reference:
     add("mean_pss", o.get("mean_pss", 0.0), a, "float", 3)
     add("share_stable", o.get("share_stable", 0.0), a, "percent", 0)
     add("share_high", o.get("share_high_pss", 0.0), a, "percent", 0)
+    add("high_pss_level", HIGH_PSS, Path("src/specllm/stability/analysis.py"), "float", 1)  # "PSS above 0.5"
     add("max_pss", o.get("max_pss", 0.0), a, "float", 3)
     add("accuracy", o.get("accuracy", 0.0), a, "percent", 0)
     add("prompt_accuracy", an["prompt_accuracy"], a, "percent", 0)
