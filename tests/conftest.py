@@ -89,5 +89,9 @@ def reproduce_smoke(repo: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_repo(tmp_path_factory) -> Path:
-    """One clean clone reproduced on smoke, shared by the slow modules (test_pipeline, test_verify_smoke)."""
+    """One clean clone reproduced on smoke, shared by the slow modules (test_pipeline, test_verify_smoke).
+    SPECLLM_SMOKE_REPO=<folder> reuses a clone already reproduced from this tree (with values.first.json),
+    e.g. to rerun test_verify_smoke alone in one pipeline run instead of two."""
+    if reuse := os.environ.get("SPECLLM_SMOKE_REPO"):
+        return Path(reuse)
     return reproduce_smoke(fresh_copy(tmp_path_factory.mktemp("clone") / "specllm"))
