@@ -188,7 +188,7 @@ def test_compare_prints_this_run_beside_the_original_with_citations(tmp_path):
     assert "0.0001 [1]" in row and "0.001" in row
     assert "85.2% [1]" in text and "80.0%" in text and "3000 [1]" in text and "160" in text
     assert "16 A100-hours [1]" in text and "n/a, not available offline [1]" in text
-    assert "1e-05: " not in text and "0.0001: 0.050; 0.001: 0.040 (val MAE)" in text
+    assert "1e-05: " not in text and "0.0001: 0.05; 0.001: 0.04 (val MAE)" in text
     mean_pss = next(ln for ln in text.splitlines() if ln.startswith("mean PSS "))
     assert "0.0916 [2]" in mean_pss and "0.2" in mean_pss
     assert "not in this build" in next(ln for ln in text.splitlines() if ln.startswith("mean PSS after DPO"))

@@ -66,7 +66,7 @@ def _ablation_rows(axis: str) -> Callable[[Path], Any]:
             return None
         others = [a for a in ("lr", "rank", "epochs") if a != axis]
         pool = sorted((r for r in rows if all(r.get(a) == default.get(a) for a in others)), key=lambda r: r[axis])
-        return "; ".join(f"{r[axis]:g}: {r['val_mae']:.3f}" for r in pool) + " (val MAE)"
+        return "; ".join(f"{r[axis]:g}: {r['val_mae']:.4g}" for r in pool) + " (val MAE)"
     return get
 
 
@@ -103,9 +103,9 @@ ITEMS: tuple[tuple[str, str, Callable[[Mapping], Any], Callable[[Path], Any], st
     (ARXIV, "training spectra", lambda r: r.get("n_train"), _n_train, None, "data"),
     (ARXIV, "GPU time of the study", lambda r: f"{r['gpu_hours']} {r.get('gpu', 'GPU')}-hours"
      if r.get("gpu_hours") is not None else None, _compute_hours, None, "compute"),
-    (ARXIV, "validation MAE of the other learning rates", lambda r: None, _ablation_rows("lr"), None, "ablation"),
-    (ARXIV, "validation MAE of the other ranks", lambda r: None, _ablation_rows("rank"), None, "ablation"),
-    (ARXIV, "validation MAE of the other epoch counts", lambda r: None, _ablation_rows("epochs"), None, "ablation"),
+    (ARXIV, "validation MAE per learning rate", lambda r: None, _ablation_rows("lr"), None, "ablation"),
+    (ARXIV, "validation MAE per rank", lambda r: None, _ablation_rows("rank"), None, "ablation"),
+    (ARXIV, "validation MAE per epoch count", lambda r: None, _ablation_rows("epochs"), None, "ablation"),
     (SCSE, "mean PSS", lambda r: r.get("mean_pss"), _result("results/stability/analysis.json", "overall.mean_pss"),
      None, "stability"),
     (SCSE, "share of objects fully stable", lambda r: r.get("share_fully_stable"),
