@@ -26,6 +26,11 @@ def pct(x: float | None) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
 
 
+def cell(text: str) -> str:
+    """A Markdown table cell: a literal '|' (as in the separator `4|5|6`) is escaped so the row keeps its columns."""
+    return str(text).replace("|", "\\|")
+
+
 def write_json(results: dict[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, sort_keys=True, default=float) + "\n")
@@ -39,6 +44,9 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if mm:
         out.append(("machine", f"{mm['dtype']} {mm['n']}x{mm['n']} matmul ({mm['threads']} threads)",
                     f"{mm['flops_per_s'] / 1e9:.1f} GFLOP/s", "the ceiling (100%)"))
+        for name, rate in mm.get("before", {}).items():
+            out.append(("machine", f"matmul again, right before {name}", f"{rate / 1e9:.1f} GFLOP/s",
+                        f"{name}'s ceiling"))
     p = results.get("probe")
     if p:
         for k, label in (("naive", "naive generate(), batch 1"), ("batched", "batched single forward"),
@@ -89,12 +97,12 @@ def markdown(results: dict[str, Any]) -> str:
     head = (f"Machine: {m.get('machine', 'n/a')}; model {m.get('model', 'n/a')} (N = {_num(m.get('n_params'))} non-embedding "
             f"parameters); {m.get('date', '')}; torch {m.get('torch', '')}, {m.get('threads', '')} threads.\n\n")
     lines = ["| workload | figure | measured | target |", "| --- | --- | --- | --- |"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows(results)]
+    lines += ["| " + " | ".join(cell(x) for x in row) + " |" for row in rows(results)]
     verdicts = results.get("targets", [])
     tail = ""
     if verdicts:
         tail = "\n\n| target | measured | met |\n| --- | --- | --- |\n" + "\n".join(
-            f"| {v['target']} | {v['measured']} | {'yes' if v['met'] else 'no'} |" for v in verdicts)
+            f"| {cell(v['target'])} | {cell(v['measured'])} | {'yes' if v['met'] else 'no'} |" for v in verdicts)
     return head + "\n".join(lines) + tail + "\n"
 
 
