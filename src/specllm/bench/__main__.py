@@ -22,7 +22,7 @@ SIZES = {
     "probe": {"full": dict(n_per_class=2, n_orders=8, n_naive=8, batch_size=16, max_new_tokens=8),
               "quick": dict(n_per_class=2, n_orders=4, n_naive=4, batch_size=8, max_new_tokens=4)},
     "train": {"full": dict(n_train=8, steps=1, batch_size=8), "quick": dict(n_train=8, steps=1, batch_size=4)},
-    "dpo": {"full": dict(n_pairs=8, batch_size=4), "quick": dict(n_pairs=4, batch_size=2)},
+    "dpo": {"full": dict(n_pairs=4, batch_size=4), "quick": dict(n_pairs=2, batch_size=2)},
 }
 ASSUMED_A100_MFU = 0.40  # the share of the A100's bf16 peak a tuned LoRA run is assumed to reach
 PAPER = {"n_train": 3000, "epochs": 2, "n_points": 80}  # profiles/paper.yaml (epochs: params.yaml train.epochs)
