@@ -34,6 +34,16 @@ def model_dir(kind: str, work: Path) -> Path:
 
 
 def peak_rss_bytes() -> int:
+    """This process's peak resident memory: VmHWM from /proc/self/status on Linux, else getrusage's ru_maxrss.
+
+    Not ru_maxrss on Linux: it survives fork and execve, so a subprocess started by a parent that held a
+    model would report at least the parent's size. VmHWM belongs to the address space execve creates."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     scale = 1 if sys.platform == "darwin" else 1024  # KiB on Linux
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
 

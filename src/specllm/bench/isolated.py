@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import resource
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ def main() -> None:
     baseline = peak_rss_bytes()
     result = importlib.import_module(f"specllm.bench.{module}").isolated(**args)
     result["peak_rss_bytes"] = peak_rss_bytes()
+    result["ru_maxrss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # inherits the parent's, see common
     result["baseline_rss_bytes"] = baseline  # after importing torch, before any model
     out.write_text(json.dumps(result))
 
