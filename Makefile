@@ -27,7 +27,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONHASHSEED := 0
 export SOURCE_DATE_EPOCH := 1735689600
 
-.PHONY: help setup lock lock-cuda data preflight reproduce push paper verify freeze compare paperlint image docker-reproduce test test-fast lint clean
+.PHONY: help setup lock lock-cuda data preflight reproduce push paper verify freeze compare paperlint image docker-reproduce test test-fast lint clean bench
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -143,6 +143,10 @@ test: setup ## Run the whole test suite (includes a smoke run of the pipeline, a
 
 test-fast: $(VENV)/.installed ## Run the tests that take seconds (skip pipeline and LaTeX runs)
 	$(PY) -m pytest -m "not slow"
+
+BENCH_ARGS ?= --model base
+bench: $(VENV)/.installed ## Benchmarks side by side -> results/bench/bench.{json,md} (BENCH_ARGS="--model tiny --quick", add --pipeline for the DAG timings)
+	$(PY) -m specllm.bench $(BENCH_ARGS)
 
 lint: $(VENV)/.installed ## ruff over the code and tests
 	$(VENV)/bin/ruff check src tests
