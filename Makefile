@@ -138,7 +138,7 @@ docker-reproduce: ## make reproduce in the CUDA container on this checkout: GPU,
 	  -v "$(CURDIR)":/work -v "$(HF_CACHE)":/cache/huggingface \
 	  $(IMAGE) make reproduce PROFILE=$(PROFILE) VENV=/opt/venv
 
-test: setup ## Run the whole test suite (includes a smoke run of the pipeline, a few minutes)
+test: setup data ## Run the whole test suite (builds data/raw first; includes smoke runs of the pipeline)
 	$(PY) -m pytest
 
 test-fast: $(VENV)/.installed ## Run the tests that take seconds (skip pipeline and LaTeX runs)

@@ -38,7 +38,27 @@ def project(tmp_path_factory) -> Path:
     lora = fake_lora(root)
     stability = stability_results(tmp_path_factory.mktemp("stability"))
     report.write_report(PARAMS, inputs, root / "paper" / "generated", fake_comparisons(), lora=lora, stability=stability)
+    write_provenance(root)
     return root
+
+
+def write_provenance(root: Path) -> None:
+    """The provenance stage's appendix and caption links over the fake outputs (a recorded lock and costs)."""
+    import json
+
+    from test_provenance import LOCK
+    from test_provenance import PARAMS as PROVENANCE_PARAMS
+
+    from specllm.stages import provenance
+
+    (root / "results" / "cost").mkdir(parents=True, exist_ok=True)
+    (root / "results" / "cost" / "prepare.json").write_text(json.dumps({
+        "stage": "prepare", "wall_s": 12.0, "cpu_s": 20.0, "cpu_hours": 0.0056, "gpu_hours": 0.0, "gpus": [],
+        "peak_rss_mib": 512.0, "cuda_max_allocated_mib": None}))
+    (root / "dvc.lock").write_text(LOCK)
+    (root / "data.dvc").write_text("outs:\n- md5: feedbeef.dir\n  size: 10\n  nfiles: 3\n  path: raw\n")
+    provenance.write_provenance(root, PROVENANCE_PARAMS, root / "results" / "provenance.json",
+                                root / "paper" / "generated_provenance")
 
 
 def stability_results(tmp: Path) -> Path:
