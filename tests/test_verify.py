@@ -194,3 +194,13 @@ def test_compare_prints_this_run_beside_the_original_with_citations(tmp_path):
     assert "not in this build" in next(ln for ln in text.splitlines() if ln.startswith("mean PSS after DPO"))
     assert "[1] Ramachandra, N., Ting, Y.-S." in text and "arXiv:2508.10075" in text and "arXiv:2601.02993" in text
     assert "this run: profile smoke" in text
+
+
+def test_json_figure_data_is_digested_without_its_measurements(tmp_path):
+    from specllm import artifacts
+
+    a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    a.write_text(json.dumps({"pss": 0.1, "timing": {"seconds": 3.4, "prompts_per_s": 14.1}}))
+    b.write_text(json.dumps({"timing": {"seconds": 9.9, "prompts_per_s": 2.0}, "pss": 0.1}, indent=2))
+    c.write_text(json.dumps({"pss": 0.2, "timing": {"seconds": 3.4, "prompts_per_s": 14.1}}))
+    assert artifacts.digest(a) == artifacts.digest(b) != artifacts.digest(c)

@@ -15,11 +15,14 @@ on matplotlib and its fonts, so prefer listing the data files).
 `machine` marks tables whose content describes the machine or measures the run (environment,
 packages, training throughput): verify reports their changes but never fails on them.
 Data files are digested by `digest()`: the file's sha256, except .npz archives, whose zip entries
-carry the time they were written: for those, the sha256 of the arrays (name, dtype, shape, bytes).
+carry the time they were written: for those, the sha256 of the arrays (name, dtype, shape, bytes);
+and .json files, digested as canonical JSON without the keys that measure the run (MEASURED_JSON_KEY:
+two independent smoke runs differ only there, e.g. reprobe.json's timing block).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +127,20 @@ def data_files(art: Artifact, root: Path, generated: str = "paper/generated") ->
     return out
 
 
+# Keys of a JSON data file that measure the run (throughput, time, memory, device), not its result:
+# e.g. results/stability/reprobe.json's "timing" block. Left out of its digest, as verify leaves
+# measured macros out of the comparison.
+MEASURED_JSON_KEY = re.compile(r"^(timing|seconds|wall_s|s_per_step|peak_memory_bytes|device)$|_per_s$")
+
+
+def _drop_measurements(data):
+    if isinstance(data, dict):
+        return {k: _drop_measurements(v) for k, v in data.items() if not MEASURED_JSON_KEY.search(str(k))}
+    if isinstance(data, list):
+        return [_drop_measurements(v) for v in data]
+    return data
+
+
 def digest(path: Path) -> str | None:
     """sha256 of a data file (of its arrays for .npz, see the module docstring); None if absent."""
     from specllm.io import sha256_file
@@ -131,6 +148,12 @@ def digest(path: Path) -> str | None:
     path = Path(path)
     if not path.is_file():
         return None
+    if path.suffix == ".json":
+        import hashlib
+        import json
+
+        data = _drop_measurements(json.loads(path.read_text(encoding="utf-8")))
+        return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     if path.suffix != ".npz":
         return sha256_file(path)
     import hashlib
