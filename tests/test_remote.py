@@ -211,7 +211,7 @@ def test_two_queued_experiments_run_on_one_worker(pushed):
     dvc("exp", "run", "--queue", "-n", "k7", "-S", "baseline.n_neighbors=7")
     dvc("queue", "start", "-j", "1")
     try:
-        deadline = time.monotonic() + 170
+        deadline = time.monotonic() + 600  # each experiment reruns baseline, report, provenance and paper
         while True:
             status = dvc("queue", "status").stdout
             done = {m.group(1): m.group(2) for m in re.finditer(r"\b(k5|k7)\s.*?\b(Success|Failed)\b", status)}
