@@ -4,6 +4,7 @@ bad inputs, the stage end to end and the demo chat (tiny random Llama; seconds).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 
 from specllm.errors import InputError
 from specllm.evaluate import redshift
-from specllm.evaluate.generate import check_adapter_folder, greedy_generate, load_model
+from specllm.evaluate.generate import NumberConstraint, check_adapter_folder, greedy_generate, load_model
 from specllm.evaluate.parse import parse_redshift
 from specllm.evaluate.select import ablation, choose_best, run_settings
 from specllm.metrics import redshift_metrics
@@ -155,16 +156,28 @@ def test_left_padded_batches_equal_unbatched(noisy):
     assert len(set(one)) > 1  # the model does not say the same thing to every prompt
 
 
-def test_constrained_decoding_always_parses(noisy):
+def test_constrained_decoding_writes_the_target_grammar(noisy):
     model, tok = noisy
     prompts = [chat_prompt(tok, "spec: " + "4|5|6," * k) for k in (1, 5, 9)]
-    out = greedy_generate(model, tok, prompts, max_new_tokens=6, batch_size=2, constrained=True)
-    for text in out:
-        assert text.startswith("Redshift: ")
-        number = text[len("Redshift: "):]
-        assert number and set(number) <= set("0123456789.") and number.count(".") <= 1 and number[0].isdigit()
-        assert parse_redshift(text) is not None
-    assert out == greedy_generate(model, tok, prompts, max_new_tokens=6, batch_size=1, constrained=True)
+    for decimals in (3, 1):
+        out = greedy_generate(model, tok, prompts, max_new_tokens=12, batch_size=2, constrained=True, decimals=decimals)
+        for text in out:
+            assert text.startswith("Redshift: ")
+            assert re.fullmatch(rf"\d\.\d{{{decimals}}}", text[len("Redshift: "):]), text  # stops after the last decimal
+            assert parse_redshift(text) is not None
+        assert out == greedy_generate(model, tok, prompts, max_new_tokens=12, batch_size=1, constrained=True, decimals=decimals)
+
+
+def test_number_grammar_prefixes(noisy):
+    _, tok = noisy
+    c = NumberConstraint(tok, 0, [tok.eos_token_id], decimals=2)
+    assert [c.is_prefix(t) for t in ("0", "0.", "0.1", "0.12", "0.123", "01", ".", ".5", "1.2.")] == \
+        [True, True, True, True, False, False, False, False, False]
+    assert c.is_complete("0.12") and not c.is_complete("0.1") and not c.is_complete("0")
+    assert c.allowed_ids("0.12").tolist() == [tok.eos_token_id]  # a complete number can only end
+    assert tok.eos_token_id not in c.allowed_ids("0.1").tolist()
+    with pytest.raises(ValueError, match="decimals"):
+        NumberConstraint(tok, 0, [tok.eos_token_id], decimals=-1)
 
 
 # --- bad inputs ------------------------------------------------------------------------------------------
@@ -208,7 +221,7 @@ def test_evaluate_run_writes_json_and_predictions(tiny_dir, adapter_dir, tmp_pat
         recs = redshift.read_split(serialized / f"{split}.jsonl")
         pd.DataFrame({"gal_id": [r["gal_id"] for r in recs], "z": [r["z"] for r in recs],
                       "z_bin": [i % 2 for i in range(len(recs))]}).to_csv(prepared / f"{split}_meta.csv", index=False)
-    settings = {"batch_size": 4, "max_new_tokens": 8, "constrained": True}
+    settings = {"batch_size": 4, "max_new_tokens": 8, "constrained": True, "decimals": 3}
     summary, preds = evaluate_run("lr2e-4_r8_e3", base_dir=tiny_dir, adapter_dir=adapter_dir, serialized=serialized,
                                   prepared=prepared, settings=settings, log=lambda *_: None)
     json_file, csv_file = write_outputs(summary, preds, tmp_path / "eval")

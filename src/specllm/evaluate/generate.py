@@ -10,12 +10,13 @@ Prompts are tokenized without special tokens: the serialized prompts already car
 template's own (the serialize stage counts tokens the same way).
 
 Constrained decoding (optional) appends ``"Redshift: "`` to the prompt and then only lets the
-model choose tokens made of digits, at most one '.', and EOS once a digit was written; the
-output is then always a number (it can still be a wrong one).
+model write the target's number grammar (one integer digit, '.', serialize.target_decimals
+digits) and then EOS; the output is then always a number (it can still be a wrong one).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -102,56 +103,78 @@ def left_pad(sequences: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor
 
 
 class NumberConstraint:
-    """Logits processor: after the prompt, only digit tokens, tokens with one '.', and EOS after a digit.
+    """Logits processor: after the prompt, only the target's number grammar, then EOS.
 
-    At most one '.' per number, a '.' only after a digit, and EOS only when the text so far ends in
-    a digit. Token classes come from decoding each vocabulary entry alone.
+    The fine-tuning target is ``"Redshift: {z:.<decimals>f}"``, so the allowed text is 1 to
+    `int_digits` integer digits, '.', exactly `decimals` digits (no '.' when decimals is 0), and
+    then only EOS. A bounded grammar keeps a model that has not learnt the format from writing
+    24-digit numbers (slow, and a meaningless MAE). Token classes come from decoding each
+    vocabulary entry alone; a token is allowed when the text so far plus the token is still a
+    prefix of the grammar. transformers' own constraints (PhrasalConstraint, prefix_allowed_tokens_fn)
+    work on token sequences rather than on text, so the grammar is written here.
     """
 
-    def __init__(self, tokenizer, prompt_width: int, eos: Sequence[int]):
+    def __init__(self, tokenizer, prompt_width: int, eos: Sequence[int], *, decimals: int = 3, int_digits: int = 1):
+        if decimals < 0 or int_digits < 1:
+            raise ValueError(f"need decimals >= 0 and int_digits >= 1, got {decimals} and {int_digits}")
         self.tokenizer, self.prompt_width, self.eos = tokenizer, prompt_width, list(eos)
-        self.digit_ids: list[int] = []
-        self.dot_ids: list[int] = []  # digits with exactly one '.', starting with a digit or '.'
+        self.decimals, self.int_digits = decimals, int_digits
+        frac = rf"\.\d{{0,{decimals}}}" if decimals else ""
+        self._prefix = re.compile(rf"\d{{0,{int_digits}}}" + (rf"(?<=\d)(?:{frac})?" if decimals else ""))
+        self._complete = re.compile(rf"\d{{1,{int_digits}}}" + (rf"\.\d{{{decimals}}}" if decimals else ""))
         self.text: dict[int, str] = {}
         special = set(tokenizer.all_special_ids)
         for tid in range(len(tokenizer)):
             if tid in special:
                 continue
             s = tokenizer.decode([tid])
-            if s and s.isascii() and s.isdigit():
-                self.digit_ids.append(tid)
+            if s and s.isascii() and set(s) <= set("0123456789.") and s.count(".") <= 1:
                 self.text[tid] = s
-            elif s and s.count(".") == 1 and s.replace(".", "").isascii() and (s.replace(".", "").isdigit() or s == "."):
-                self.dot_ids.append(tid)
-                self.text[tid] = s
-        if not self.digit_ids:
+        if not any(s.isdigit() for s in self.text.values()):
             raise ValueError("the tokenizer has no digit tokens: constrained decoding is impossible")
-        self._digits = torch.tensor(self.digit_ids, dtype=torch.long)
-        self._dots = torch.tensor(self.dot_ids, dtype=torch.long)
-        self._starting_dots = torch.tensor([t for t in self.dot_ids if self.text[t][0].isdigit()], dtype=torch.long)
         self._eos = torch.tensor(self.eos, dtype=torch.long)
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def is_prefix(self, text: str) -> bool:
+        return self._prefix.fullmatch(text) is not None
+
+    def is_complete(self, text: str) -> bool:
+        return self._complete.fullmatch(text) is not None
+
+    def allowed_ids(self, generated: str) -> torch.Tensor:
+        """Token ids allowed after `generated` (cached: the grammar has few distinct states)."""
+        if generated not in self._cache:
+            if self.is_complete(generated):
+                ids = list(self.eos)
+            else:
+                ids = [t for t, s in self.text.items() if self.is_prefix(generated + s)]
+            self._cache[generated] = torch.tensor(ids, dtype=torch.long)
+        return self._cache[generated]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         allowed = torch.zeros_like(scores, dtype=torch.bool)
         for row in range(input_ids.shape[0]):
-            generated = "".join(self.text.get(int(t), "") for t in input_ids[row, self.prompt_width:].tolist())
-            allowed[row, self._digits.to(scores.device)] = True
-            if "." not in generated:
-                dots = self._dots if generated else self._starting_dots
-                if dots.numel():
-                    allowed[row, dots.to(scores.device)] = True
-            if generated and generated[-1].isdigit() and self._eos.numel():
-                allowed[row, self._eos.to(scores.device)] = True
+            tokens = input_ids[row, self.prompt_width:].tolist()
+            if any(t in self.eos for t in tokens):  # finished rows: generate() pads them, anything goes
+                allowed[row] = True
+                continue
+            generated = "".join(self.text.get(int(t), "") for t in tokens)
+            ids = self.allowed_ids(generated)
+            if ids.numel() == 0:  # cannot happen for a tokenizer with digit tokens; never leave a row with nothing
+                ids = self._eos
+            allowed[row, ids.to(scores.device)] = True
         return scores.masked_fill(~allowed, float("-inf"))
 
 
 @torch.inference_mode()
 def greedy_generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int,
-                    constrained: bool = False, progress: Callable[[int, int], None] | None = None) -> list[str]:
+                    constrained: bool = False, decimals: int = 3,
+                    progress: Callable[[int, int], None] | None = None) -> list[str]:
     """Greedy continuation of every prompt (special tokens removed), in input order.
 
     With constrained=True the continuation starts with ``"Redshift: "`` (fed to the model) followed by
-    the constrained number. Batches are left-padded; prompts are processed longest first.
+    a number in the target's grammar: one integer digit, '.', `decimals` digits (NumberConstraint).
+    Batches are left-padded; prompts are processed longest first.
     """
     from transformers import GenerationConfig, LogitsProcessorList
 
@@ -166,7 +189,7 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens:
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad,
                               eos_token_id=eos or None, bos_token_id=tokenizer.bos_token_id)
     dev = next(model.parameters()).device
-    constraint = NumberConstraint(tokenizer, 0, eos) if constrained else None
+    constraint = NumberConstraint(tokenizer, 0, eos, decimals=decimals) if constrained else None
     outputs: list[str] = [""] * len(prompts)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]

@@ -45,8 +45,9 @@ PROMPT_VALUES = 8
 DECODING = {
     False: r"by free greedy decoding; the number after ``Redshift:'' is parsed, and an answer without one is counted "
            r"as unparsed, never dropped",
-    True: r"by greedy decoding constrained to a number: ``Redshift:'' is given and only digits and one decimal point "
-          r"may follow, so every answer parses (unparsed answers are still counted)",
+    True: r"by greedy decoding constrained to the target's format: ``Redshift:'' is given and only a number written "
+          r"like the targets (one integer digit, a decimal point and the target's decimals) may follow, so every answer "
+          r"parses (unparsed answers are still counted)",
 }  # serialized values the appendix shows before eliding the rest of the spectrum
 
 

@@ -5,7 +5,8 @@
 
 Reads data/serialized/{val,test}.jsonl (chat-formatted prompts) and data/prepared/{split}_meta.csv
 (z_bin); decodes greedily in left-padded batches (evaluate.batch_size, evaluate.max_new_tokens;
-evaluate.constrained limits the output to "Redshift: <digits with one '.'>"); parses
+evaluate.constrained limits the output to the target's grammar "Redshift: d.ddd", with
+serialize.target_decimals decimals); parses
 "Redshift: <number>". Writes results/eval/<run>.json (per split: counts, unparsed, MAE, NMAD,
 outlier fraction, bias, per-bin table; decoding settings; prompts per second) and
 results/eval/<run>_predictions.csv (split, gal_id, z_true, z_pred, raw_output, parsed).
@@ -70,7 +71,7 @@ def model_name(base_dir: Path) -> str:
 
 def settings_from_params(p: Mapping[str, Any]) -> dict[str, Any]:
     return {"batch_size": int(p["evaluate.batch_size"]), "max_new_tokens": int(p["evaluate.max_new_tokens"]),
-            "constrained": bool(p["evaluate.constrained"])}
+            "constrained": bool(p["evaluate.constrained"]), "decimals": int(p["serialize.target_decimals"])}
 
 
 def evaluate_run(run: str, *, base_dir: Path, adapter_dir: Path | None, serialized: Path, prepared: Path,
@@ -91,7 +92,8 @@ def evaluate_run(run: str, *, base_dir: Path, adapter_dir: Path | None, serializ
 
         outputs = greedy_generate(model, tokenizer, [r["prompt"] for r in recs],
                                   max_new_tokens=settings["max_new_tokens"], batch_size=settings["batch_size"],
-                                  constrained=settings["constrained"], progress=progress)
+                                  constrained=settings["constrained"], decimals=settings.get("decimals", 3),
+                                  progress=progress)
         dt = time.perf_counter() - t0
         seconds, n_prompts = seconds + dt, n_prompts + len(recs)
         df = redshift.predictions_frame(split, recs, outputs)
@@ -111,6 +113,7 @@ def evaluate_run(run: str, *, base_dir: Path, adapter_dir: Path | None, serializ
         "adapter_sha256": None if adapter_dir is None else sha256_file(Path(adapter_dir) / "adapter_model.safetensors"),
         "decoding": {"method": "constrained greedy" if settings["constrained"] else "greedy",
                      "batch_size": settings["batch_size"], "max_new_tokens": settings["max_new_tokens"],
+                     "decimals": settings.get("decimals") if settings["constrained"] else None,
                      "padding": "left", "parse_pattern": PATTERN.pattern},
         "splits": summary_splits,
         "timing": {"seconds": round(seconds, 3), "prompts": n_prompts,
