@@ -15,7 +15,7 @@ import torch
 from specllm.errors import InputError
 from specllm.evaluate import redshift
 from specllm.evaluate.generate import NumberConstraint, check_adapter_folder, greedy_generate, load_model
-from specllm.evaluate.parse import parse_redshift
+from specllm.evaluate.parse import parse_redshift, target_grammar
 from specllm.evaluate.select import ablation, choose_best, run_settings
 from specllm.metrics import redshift_metrics
 
@@ -61,7 +61,7 @@ def chat_prompt(tok, text: str) -> str:
 
 
 def write_serialized(folder: Path, tok, sizes=None) -> Path:
-    sizes = sizes or {"val": 5, "test": 6}
+    sizes = sizes or {"train": 4, "val": 5, "test": 6}
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     gal = 100
@@ -160,12 +160,12 @@ def test_constrained_decoding_writes_the_target_grammar(noisy):
     model, tok = noisy
     prompts = [chat_prompt(tok, "spec: " + "4|5|6," * k) for k in (1, 5, 9)]
     for decimals in (3, 1):
-        out = greedy_generate(model, tok, prompts, max_new_tokens=12, batch_size=2, constrained=True, decimals=decimals)
+        out = greedy_generate(model, tok, prompts, max_new_tokens=12, batch_size=2, constrained=True, grammar=(1, decimals))
         for text in out:
             assert text.startswith("Redshift: ")
             assert re.fullmatch(rf"\d\.\d{{{decimals}}}", text[len("Redshift: "):]), text  # stops after the last decimal
             assert parse_redshift(text) is not None
-        assert out == greedy_generate(model, tok, prompts, max_new_tokens=12, batch_size=1, constrained=True, decimals=decimals)
+        assert out == greedy_generate(model, tok, prompts, max_new_tokens=12, batch_size=1, constrained=True, grammar=(1, decimals))
 
 
 def test_number_grammar_prefixes(noisy):
@@ -178,6 +178,15 @@ def test_number_grammar_prefixes(noisy):
     assert tok.eos_token_id not in c.allowed_ids("0.1").tolist()
     with pytest.raises(ValueError, match="decimals"):
         NumberConstraint(tok, 0, [tok.eos_token_id], decimals=-1)
+
+
+def test_target_grammar_is_read_from_the_training_targets():
+    assert target_grammar(["Redshift: 0.123", "Redshift: 1.500"]) == (1, 3)
+    assert target_grammar(["Redshift: 12.5", "Redshift: 0.1"]) == (2, 1)
+    with pytest.raises(ValueError, match="mix"):
+        target_grammar(["Redshift: 0.12", "Redshift: 0.123"])
+    with pytest.raises(ValueError, match="target 1"):
+        target_grammar(["Redshift: 0.12", "z = 0.1"])
 
 
 # --- bad inputs ------------------------------------------------------------------------------------------
@@ -221,7 +230,7 @@ def test_evaluate_run_writes_json_and_predictions(tiny_dir, adapter_dir, tmp_pat
         recs = redshift.read_split(serialized / f"{split}.jsonl")
         pd.DataFrame({"gal_id": [r["gal_id"] for r in recs], "z": [r["z"] for r in recs],
                       "z_bin": [i % 2 for i in range(len(recs))]}).to_csv(prepared / f"{split}_meta.csv", index=False)
-    settings = {"batch_size": 4, "max_new_tokens": 8, "constrained": True, "decimals": 3}
+    settings = {"batch_size": 4, "max_new_tokens": 8, "constrained": True}
     summary, preds = evaluate_run("lr2e-4_r8_e3", base_dir=tiny_dir, adapter_dir=adapter_dir, serialized=serialized,
                                   prepared=prepared, settings=settings, log=lambda *_: None)
     json_file, csv_file = write_outputs(summary, preds, tmp_path / "eval")

@@ -10,8 +10,8 @@ Prompts are tokenized without special tokens: the serialized prompts already car
 template's own (the serialize stage counts tokens the same way).
 
 Constrained decoding (optional) appends ``"Redshift: "`` to the prompt and then only lets the
-model write the target's number grammar (one integer digit, '.', serialize.target_decimals
-digits) and then EOS; the output is then always a number (it can still be a wrong one).
+model write a number formatted like the training targets (parse.target_grammar: e.g. one
+integer digit, '.', three decimals) and then EOS; the output is then always a number (it can still be a wrong one).
 """
 
 from __future__ import annotations
@@ -168,12 +168,12 @@ class NumberConstraint:
 
 @torch.inference_mode()
 def greedy_generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int,
-                    constrained: bool = False, decimals: int = 3,
+                    constrained: bool = False, grammar: tuple[int, int] = (1, 3),
                     progress: Callable[[int, int], None] | None = None) -> list[str]:
     """Greedy continuation of every prompt (special tokens removed), in input order.
 
     With constrained=True the continuation starts with ``"Redshift: "`` (fed to the model) followed by
-    a number in the target's grammar: one integer digit, '.', `decimals` digits (NumberConstraint).
+    a number in the targets' grammar (int_digits, decimals), e.g. (1, 3) for "0.123" (NumberConstraint).
     Batches are left-padded; prompts are processed longest first.
     """
     from transformers import GenerationConfig, LogitsProcessorList
@@ -189,7 +189,8 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens:
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad,
                               eos_token_id=eos or None, bos_token_id=tokenizer.bos_token_id)
     dev = next(model.parameters()).device
-    constraint = NumberConstraint(tokenizer, 0, eos, decimals=decimals) if constrained else None
+    int_digits, decimals = grammar
+    constraint = NumberConstraint(tokenizer, 0, eos, decimals=decimals, int_digits=int_digits) if constrained else None
     outputs: list[str] = [""] * len(prompts)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]

@@ -25,3 +25,21 @@ def parse_redshift(text: str | None) -> float | None:
         return None
     value = float(match.group(1))
     return value if math.isfinite(value) else None
+
+
+TARGET = re.compile(r"^Redshift: (\d+)(?:\.(\d+))?$")
+
+
+def target_grammar(targets) -> tuple[int, int]:
+    """(int_digits, decimals) of the training targets ``"Redshift: 0.123"``: the most integer digits
+    any target has, and their common number of decimals. Constrained decoding writes the same format."""
+    int_digits, decimals = 1, set()
+    for i, t in enumerate(targets):
+        m = TARGET.match(str(t))
+        if m is None:
+            raise ValueError(f"target {i} is {t!r}, not 'Redshift: <digits>[.<digits>]'")
+        int_digits = max(int_digits, len(m.group(1)))
+        decimals.add(len(m.group(2) or ""))
+    if len(decimals) != 1:
+        raise ValueError(f"the targets mix {sorted(decimals)} decimals; serialize writes one fixed number")
+    return int_digits, decimals.pop()

@@ -186,6 +186,7 @@ def add_stability(macros: MacroSet, results_dir: Path, out_dir: Path, reference:
     add("scse.dpo_before", ref["dpo_pss_before"], reference, "float", 3)
     add("scse.dpo_after", ref["dpo_pss_after"], reference, "float", 3)
     add("scse.cite", ref["citation"], reference, "latex")
+    add("scse.method_cite", ref.get("method_citation", ref["citation"]), reference, "latex")
     add("scse.compare", ("lower than" if o.get("mean_pss", 0) < ref["mean_pss"] else "at least as high as"), a)
 
     out = Path(out_dir)

@@ -5,8 +5,8 @@
 
 Reads data/serialized/{val,test}.jsonl (chat-formatted prompts) and data/prepared/{split}_meta.csv
 (z_bin); decodes greedily in left-padded batches (evaluate.batch_size, evaluate.max_new_tokens;
-evaluate.constrained limits the output to the target's grammar "Redshift: d.ddd", with
-serialize.target_decimals decimals); parses
+evaluate.constrained limits the output to a number written like the training targets,
+e.g. "Redshift: 0.123", read from data/serialized/train.jsonl); parses
 "Redshift: <number>". Writes results/eval/<run>.json (per split: counts, unparsed, MAE, NMAD,
 outlier fraction, bias, per-bin table; decoding settings; prompts per second) and
 results/eval/<run>_predictions.csv (split, gal_id, z_true, z_pred, raw_output, parsed).
@@ -29,7 +29,7 @@ from specllm import paths
 from specllm.errors import InputError, run_main
 from specllm.evaluate import redshift
 from specllm.evaluate.generate import greedy_generate, load_model
-from specllm.evaluate.parse import PATTERN
+from specllm.evaluate.parse import PATTERN, target_grammar
 from specllm.io import sha256_file, write_json
 
 EVAL_DIR = paths.RESULTS / "eval"
@@ -71,7 +71,7 @@ def model_name(base_dir: Path) -> str:
 
 def settings_from_params(p: Mapping[str, Any]) -> dict[str, Any]:
     return {"batch_size": int(p["evaluate.batch_size"]), "max_new_tokens": int(p["evaluate.max_new_tokens"]),
-            "constrained": bool(p["evaluate.constrained"]), "decimals": int(p["serialize.target_decimals"])}
+            "constrained": bool(p["evaluate.constrained"])}
 
 
 def evaluate_run(run: str, *, base_dir: Path, adapter_dir: Path | None, serialized: Path, prepared: Path,
@@ -79,6 +79,13 @@ def evaluate_run(run: str, *, base_dir: Path, adapter_dir: Path | None, serializ
                  dtype: str | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """Predict every split, score it; return (summary for <run>.json, predictions frame)."""
     records = {s: redshift.read_split(Path(serialized) / f"{s}.jsonl") for s in splits}  # all inputs before the model
+    grammar = None
+    if settings["constrained"]:  # the number format the model was trained to write (train targets, never test)
+        train_file = Path(serialized) / "train.jsonl"
+        try:
+            grammar = target_grammar(r["target"] for r in redshift.read_split(train_file))
+        except (KeyError, ValueError) as exc:
+            raise InputError(train_file, "target", str(exc), "rebuild it with `dvc repro serialize`") from exc
     model, tokenizer = load_model(base_dir, adapter_dir, run, dtype=dtype)
     frames, summary_splits, seconds, n_prompts = [], {}, 0.0, 0
     for split in splits:
@@ -92,8 +99,7 @@ def evaluate_run(run: str, *, base_dir: Path, adapter_dir: Path | None, serializ
 
         outputs = greedy_generate(model, tokenizer, [r["prompt"] for r in recs],
                                   max_new_tokens=settings["max_new_tokens"], batch_size=settings["batch_size"],
-                                  constrained=settings["constrained"], decimals=settings.get("decimals", 3),
-                                  progress=progress)
+                                  constrained=settings["constrained"], grammar=grammar or (1, 3), progress=progress)
         dt = time.perf_counter() - t0
         seconds, n_prompts = seconds + dt, n_prompts + len(recs)
         df = redshift.predictions_frame(split, recs, outputs)
@@ -113,7 +119,7 @@ def evaluate_run(run: str, *, base_dir: Path, adapter_dir: Path | None, serializ
         "adapter_sha256": None if adapter_dir is None else sha256_file(Path(adapter_dir) / "adapter_model.safetensors"),
         "decoding": {"method": "constrained greedy" if settings["constrained"] else "greedy",
                      "batch_size": settings["batch_size"], "max_new_tokens": settings["max_new_tokens"],
-                     "decimals": settings.get("decimals") if settings["constrained"] else None,
+                     "number_format": None if grammar is None else {"int_digits": grammar[0], "decimals": grammar[1]},
                      "padding": "left", "parse_pattern": PATTERN.pattern},
         "splits": summary_splits,
         "timing": {"seconds": round(seconds, 3), "prompts": n_prompts,
