@@ -130,3 +130,30 @@ def test_reproduce_without_profile_fails_fast_without_a_gpu(repo):
     proc = _run(["make", "reproduce", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, check=False)
     assert proc.returncode != 0
     assert "PROFILE=small" in proc.stdout + proc.stderr
+
+
+def test_params_and_metrics_diff_between_runs_and_profiles(repo):
+    """`dvc params diff` / `dvc metrics diff` against the committed run: a reviewer's view of what changed."""
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "commit", "-qm", "smoke run", "--allow-empty"], repo)
+    try:
+        _set_param(repo, "baseline.n_neighbors", 5)
+        _run(["dvc", "repro"], repo)  # from the run cache when test_a_params_change ran first
+        params = json.loads(_run(["dvc", "params", "diff", "--json"], repo).stdout)
+        assert params["params.yaml"]["baseline.n_neighbors"] == {"old": 10, "new": 5}
+        metrics = json.loads(_run(["dvc", "metrics", "diff", "--json"], repo).stdout)
+        knn = metrics["results/baseline.json"]["methods.knn.mae"]
+        assert knn["old"] != knn["new"] and knn["diff"] == pytest.approx(knn["new"] - knn["old"])
+        # Between profiles: switching to small changes exactly the keys profiles/small.yaml sets.
+        _set_param(repo, "baseline.n_neighbors", 10)
+        _run(["specllm", "profile", "small"], repo)
+        changed = json.loads(_run(["dvc", "params", "diff", "--json"], repo).stdout)["params.yaml"]
+        small = YAML(typ="safe").load((repo / "profiles" / "small.yaml").read_text())
+        smoke = YAML(typ="safe").load((repo / "profiles" / "smoke.yaml").read_text())
+        assert set(changed) == {k for k in small if small[k] != smoke[k]}
+        assert changed["profile"] == {"old": "smoke", "new": "small"}
+    finally:
+        _run(["specllm", "profile", "smoke"], repo)
+        _set_param(repo, "baseline.n_neighbors", 10)
+        _run(["dvc", "repro"], repo)
+    assert _run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."

@@ -280,6 +280,24 @@ def _pairs(tok):
     return enc, [prompts.encode(tok, "STAR")] * 4, [prompts.encode(tok, "QSO")] * 4
 
 
+def test_batched_sequence_logps_equal_each_sequence_scored_alone(tiny):
+    """Left padding, position ids and logits_to_keep change nothing: the sum of log-probabilities of each
+    completion equals the one computed from the full logits of that sequence alone."""
+    tok, base, _ = tiny
+    enc = [prompts.encode(tok, prompts.chat_prompt(tok, "object " + "x" * k)) for k in (0, 7, 3)]
+    comps = [prompts.encode(tok, w) for w in ("STAR", "QSO", "GALAXY")]
+    assert len({len(e) for e in enc}) == 3 and len({len(c) for c in comps}) == 3  # the batch really is ragged
+    with torch.no_grad():
+        batched = dpo.sequence_logps(base, enc, comps, 0)
+        for row, (p, c) in enumerate(zip(enc, comps)):
+            ids = torch.tensor([list(p) + list(c)])
+            logp = torch.log_softmax(base(input_ids=ids).logits[0, :-1].float(), dim=-1)
+            alone = sum(float(logp[len(p) - 1 + j, t]) for j, t in enumerate(c))
+            assert float(batched[row]) == pytest.approx(alone, abs=1e-4)
+    with pytest.raises(ValueError, match="at least one token"):
+        dpo.sequence_logps(base, [[]], [comps[0]], 0)
+
+
 def test_reference_logps_with_the_adapter_disabled_equal_the_base_model(tiny):
     tok, base, make = tiny
     enc, ch, rj = _pairs(tok)
