@@ -46,11 +46,11 @@ def test_claims_follow_the_results(tmp_path):
     flipped = _macros(fake_lora(tmp_path / "b", val_mae={"lr-0.001": 0.010}))
     assert flipped["ablation.best.run"] == r"\texttt{lr-0.001}"
     assert flipped["ablation.claim.original"].startswith("whereas the original found")
-    assert r"\num{1e-03}" in flipped["ablation.claim.best"]
+    assert r"\num{1e-03}" in flipped["ablation.claim.best"] and r"\num{1e-03}" in flipped["ablation.claim.setting"]
     assert flipped["ablation.lr.best"] == r"\num{1e-03}"
-    # a baseline twice as good as the run turns "below" into "above"
-    assert "below" in _macros(fake_lora(tmp_path / "c"), baseline_mae=1.0)["ablation.claim.baseline"]
-    assert "above" in _macros(fake_lora(tmp_path / "d"), baseline_mae=0.001)["ablation.claim.baseline"]
+    # a much better baseline turns "(better)" into "(worse)"
+    assert "(better)" in _macros(fake_lora(tmp_path / "c"), baseline_mae=1.0)["ablation.claim.baseline"]
+    assert "(worse)" in _macros(fake_lora(tmp_path / "d"), baseline_mae=0.001)["ablation.claim.baseline"]
 
 
 def test_unparsed_runs_are_reported_not_dropped(tmp_path):

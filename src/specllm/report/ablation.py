@@ -286,10 +286,12 @@ def claims(data: Mapping[str, Any], baseline_mae: float | None) -> dict[str, str
         out["best"] = (rf"Of the {n_trained} trained runs, {len(ok)} parse at least "
                        rf"{format_value(1 - max_unparsed, 'percent', 0)} of their validation answers; among them "
                        rf"{_setting_phrase(best)} gives the lowest validation MAE")
+        out["setting"] = rf"{_setting_phrase(best)} gives the lowest validation MAE"
     else:
         out["best"] = (rf"None of the {n_trained} trained runs parses at least {format_value(1 - max_unparsed, 'percent', 0)} "
                        rf"of its validation answers, so the run with the fewest unparsed validation answers is reported: "
                        rf"{_setting_phrase(best)}")
+        out["setting"] = rf"no run parses often enough, and the least unparsed ({_setting_phrase(best)}) is reported"
     rb = ref["best"]
     same = all(_same(best.get(d), rb.get(d)) for d in DIMS)
     out["original"] = ("the same setting the original found best" if same else
@@ -299,9 +301,12 @@ def claims(data: Mapping[str, Any], baseline_mae: float | None) -> dict[str, str
         out["baseline"] = r"no test answer of this run parses, so it has no test MAE to set against the baseline"
     elif baseline_mae is not None and baseline_mae > 0:
         ratio = test_mae / baseline_mae
-        word = "above" if ratio > 1 else "below"
-        out["baseline"] = (rf"its test MAE is {format_value(ratio, 'float', 1)} times the non-language baseline's, "
-                           rf"{word} it" if abs(ratio - 1) > 0.005 else r"its test MAE equals the non-language baseline's")
+        if abs(ratio - 1) <= 0.005:
+            out["baseline"] = r"its test MAE equals the non-language baseline's"
+        elif ratio > 1:
+            out["baseline"] = rf"its test MAE is {format_value(ratio, 'float', 1)} times the non-language baseline's (worse)"
+        else:
+            out["baseline"] = rf"its test MAE is {format_value(ratio, 'float', 2)} of the non-language baseline's (better)"
     else:
         out["baseline"] = r"there is no baseline MAE to compare with"
     rets = {s: _num(((best.get("retention") or {}).get(s) or {}).get("ratio")) for s in RETENTION_SETS}
