@@ -49,7 +49,8 @@ PARAMS = {"cost.usd_per_gpu_hour": 4.1, "provenance.repo_url": "https://github.c
           "provenance.repo_ref": "v1"}
 
 
-def test_cost_record_is_written_only_under_dvc(tmp_path: Path):
+def test_cost_record_is_written_only_under_dvc(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # DVC runs each stage in the project root
     with cost.record({}):
         sum(range(1000))
     assert not (tmp_path / "results").exists()
@@ -65,7 +66,8 @@ def test_cost_record_is_written_only_under_dvc(tmp_path: Path):
     assert (tmp_path / "results" / "cost_final" / "paper.json").is_file()  # downstream of provenance
 
 
-def test_a_failed_stage_writes_no_record(tmp_path: Path):
+def test_a_failed_stage_writes_no_record(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     env = {"DVC_STAGE": "prepare", "DVC_ROOT": str(tmp_path)}
     try:
         with cost.record(env):

@@ -196,8 +196,6 @@ def test_an_unreachable_remote_is_reported_within_seconds(tmp_path, aws_env):
     assert time.monotonic() - started < 30
 
 
-@pytest.mark.xfail(reason="since the provenance stage and per-stage cost outputs were added, the second queued "
-                   "experiment fails (k5 Success, k7 Failed in two runs); its queue log is now in the message", strict=False)
 def test_two_queued_experiments_run_on_one_worker(pushed):
     """The scale-out path: queue experiments, start workers, wait; each runs in its own temp workspace."""
     env = {k: v for k, v in os.environ.items() if k != "SPECLLM_ROOT"}  # stages find their own root

@@ -1,8 +1,12 @@
 """What each DVC stage run cost: wall time, CPU time, peak memory, GPU memory and the hardware.
 
 errors.run_main (every stage's entry point) wraps the stage in `record()`. When the process runs
-under DVC (DVC sets $DVC_STAGE to the stage's address, e.g. `train_lr@1e-05`, and $DVC_ROOT), it
-writes `<DVC_ROOT>/results/cost/<address>.json` after the stage finished successfully; run by hand
+under DVC (DVC sets $DVC_STAGE to the stage's address, e.g. `train_lr@1e-05`), it writes
+`results/cost/<address>.json` below the working directory after the stage finished successfully.
+The working directory, not $DVC_ROOT: DVC runs every command in its stage's folder (the project
+root here), while a queued experiment (`dvc exp run --queue`) runs in a temporary copy whose
+$DVC_ROOT still names the original repository, so the record would land there and the
+experiment's own output would be missing. Run by hand
 (tests, `python -m specllm.stages.x`) it writes nothing, so no stray, untracked record appears.
 
 dvc.yaml declares each record as a `metrics:` output (cache: true) of its stage, so:
@@ -123,18 +127,17 @@ def record(environ: dict[str, str] | None = None):
     """Measure the block; on success, write the record when running under DVC (see module doc)."""
     env = os.environ if environ is None else environ
     stage = env.get("DVC_STAGE")
-    root = env.get("DVC_ROOT")
     t0 = time.perf_counter()
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu0 = (me.ru_utime + kids.ru_utime, me.ru_stime + kids.ru_stime)
     yield
-    if not stage or not root or env.get("SPECLLM_COST") == "0" or int(env.get("RANK", 0)) != 0:
+    if not stage or env.get("SPECLLM_COST") == "0" or int(env.get("RANK", 0)) != 0:
         return
     from specllm.io import write_json
 
     world = int(env.get("WORLD_SIZE", 1))  # torchrun: one record for the job, from rank 0
-    write_json(record_path(stage, root), measure(stage, time.perf_counter() - t0, cpu0, world))
+    write_json(record_path(stage, Path.cwd()), measure(stage, time.perf_counter() - t0, cpu0, world))
 
 
 def run_recorded(main: Callable[[], Any]) -> Any:
