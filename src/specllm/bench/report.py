@@ -46,7 +46,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                     f"{mm['flops_per_s'] / 1e9:.1f} GFLOP/s", "the ceiling (100%)"))
         for name, rate in mm.get("before", {}).items():
             out.append(("machine", f"matmul again, right before {name}", f"{rate / 1e9:.1f} GFLOP/s",
-                        f"{name}'s ceiling"))
+                        "the ceiling is the highest rate so far"))
     p = results.get("probe")
     if p:
         for k, label in (("naive", "naive generate(), batch 1"), ("batched", "batched single forward"),
