@@ -31,7 +31,7 @@ export SOURCE_DATE_EPOCH := 1735689600
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  PROFILE=smoke|small|paper selects the profile for reproduce (default: paper, needs a CUDA GPU)"
+	@echo "  PROFILE=smoke|small|open|paper selects the profile for reproduce (default: paper, needs a CUDA GPU)"
 
 setup: $(VENV)/.installed tex ## Create .venv from the hashed lock and install TeX from Debian if missing
 
@@ -90,7 +90,7 @@ data: $(VENV)/.installed ## Build the embedded data source data/raw (determinist
 	    echo "WARNING: data/raw differs from the committed data.dvc: this build is not byte-identical to the authors'. 'dvc status data.dvc' shows it; stages use the local build."; fi; \
 	fi
 
-reproduce: ## Regenerate paper/main.pdf with every stage: make reproduce PROFILE=smoke|small|paper
+reproduce: ## Regenerate paper/main.pdf with every stage: make reproduce PROFILE=smoke|small|open|paper
 	@if [ "$(PROFILE)" = paper ] && ! nvidia-smi -L >/dev/null 2>&1; then \
 	  echo "error: PROFILE=paper (the default) needs an Ampere-or-newer CUDA GPU, and none is visible here."; \
 	  echo "  On this machine use: make reproduce PROFILE=small  (real SmolLM2-135M on the embedded SDSS data, CPU)"; \

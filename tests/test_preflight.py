@@ -103,6 +103,30 @@ def test_no_gpu_fails_the_paper_profile_and_names_the_cpu_profile(machine, capsy
     assert "make reproduce PROFILE=small" in text and "docker-reproduce" in text
 
 
+def test_the_open_profile_on_a_cpu_is_refused_with_an_estimate_of_its_training_time(machine, capsys):
+    code, text = _run(machine, capsys, "--profile", "open")
+    assert code == 2
+    assert "no CUDA GPU visible" in text
+    line = next(x for x in text.splitlines() if "CPU time" in x)
+    hours = float(line.split("about ")[1].split(" h")[0])
+    assert 5 < hours < 100, line  # 3,000 spectra x 7 two-epoch-equivalent runs of ~540 tokens at ~330 tokens/s
+    code, text = _run(machine, capsys, "--profile", "open")
+    assert "make reproduce PROFILE=small" in text
+
+
+def test_training_tokens_count_every_run_of_the_grid():
+    p = {"spectrum.n_points": 10, "serialize.int_digits": 1, "serialize.precision": 2, "serialize.digit_sep": "|",
+         "train.epochs": 2, "ablation.lr": [1e-5, 1e-3], "ablation.rank": [4], "ablation.epochs": [1, 3],
+         "data.n_train": 100}
+    per_spectrum = 60 + 10 * (3 + 2 + 1)  # 3 digits, 2 separators, 1 value separator
+    assert preflight.training_tokens(p) == 100 * (2 * 4 + 1 + 3) * per_spectrum
+    no_sep = {**p, "serialize.digit_sep": ""}
+    assert preflight.training_tokens(no_sep) == 100 * 12 * (60 + 10 * 4)
+    shape = preflight.KNOWN_MODELS["Llama-3.1-8B-Instruct"]
+    assert preflight.cpu_training_hours(p, shape) > 50 * preflight.cpu_training_hours(p, preflight.KNOWN_MODELS["SmolLM2-135M-Instruct"])
+    assert preflight.cpu_training_hours(p, None) is None
+
+
 @pytest.mark.parametrize("profile", ["smoke", "small"])
 def test_no_gpu_passes_the_cpu_profiles_and_says_so(machine, capsys, profile):
     code, text = _run(machine, capsys, "--profile", profile)

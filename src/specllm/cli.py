@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", type=Path, default=None, help="parameter file (default: ./params.yaml)")
     p.set_defaults(func=_cmd_check)
 
-    p = sub.add_parser("profile", help="switch params.yaml to a profile (smoke, small, paper), keeping comments")
+    p = sub.add_parser("profile", help="switch params.yaml to a profile (smoke, small, open, paper), keeping comments")
     p.add_argument("name")
     p.add_argument("--params", type=Path, default=None, help="parameter file (default: ./params.yaml)")
     p.set_defaults(func=_cmd_profile)

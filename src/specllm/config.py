@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedSeq
 
 from specllm import paths
 from specllm.errors import InputError
 
-PROFILES = ("smoke", "small", "paper")
+PROFILES = ("smoke", "small", "open", "paper")
 
 
 def _choice(*options: str) -> Callable[[Any], str | None]:
@@ -273,11 +274,24 @@ def profile_overrides(name: str, profiles_dir: Path | None = None) -> dict[str, 
     return overrides
 
 
+def _flow(value: Any) -> Any:
+    """A list as a new flow-style sequence (without the profile file's comments); scalars unchanged."""
+    if isinstance(value, list):
+        seq = CommentedSeq(list(value))
+        seq.fa.set_flow_style()
+        return seq
+    return value
+
+
 def apply_profile(name: str, params_file: Path | None = None, profiles_dir: Path | None = None) -> list[str]:
     """Rewrite the profile's keys in params.yaml in place (comments kept); return the keys that changed."""
     params_file = Path(params_file or paths.PARAMS)
-    overrides = profile_overrides(name, profiles_dir)
+    profile_overrides(name, profiles_dir)  # checks the name and every key
     y = _yaml()
+    # Values as the profile spells them (1.0e-3 stays 1.0e-3, a flow list stays one), so switching
+    # profiles and back leaves params.yaml byte-identical; comments stay in the profile file.
+    styled = y.load((Path(profiles_dir or paths.PROFILES) / f"{name}.yaml").read_text())
+    overrides = {k: _flow(v) for k, v in styled.items()}
     tree = y.load(params_file.read_text())
     changed = []
     for key, value in overrides.items():

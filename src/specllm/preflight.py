@@ -48,7 +48,11 @@ MIN_CAPABILITY = (8, 0)
 MIN_CUDA_MAJOR = 12
 # Lowest Linux driver of each CUDA major version (CUDA release notes, table 3).
 DRIVER_FOR_CUDA = {12: "525.60.13", 13: "580.65.06"}
-GPU_PROFILES = frozenset({"paper"})  # profiles that cannot run without a CUDA GPU
+GPU_PROFILES = frozenset({"paper", "open"})  # profiles that cannot run without a CUDA GPU
+# SmolLM2-135M LoRA training on a 2-core x86-64 CPU (make bench, 2026-11-21: 305-342 tokens/s, fp32); the
+# CPU time estimate of a GPU profile scales it by parameter count (compute per token ~ parameters).
+CPU_TOKENS_PER_S_135M = 330.0
+
 STAGE_KINDS = ("sft", "dpo", "inference")
 # GPUs to suggest when this one will not do: (name, GiB free on an idle card, compute capability),
 # cheapest first.
@@ -385,6 +389,28 @@ def model_shape(params: Mapping[str, Any], root: Path) -> ModelShape | None:
     return None
 
 
+def training_tokens(params: Mapping[str, Any]) -> int:
+    """Tokens the profile's LoRA grid trains on: n_train x (the default run's epochs + each ablation
+    run's) x tokens per spectrum, counted as SmolLM2's and Llama-3's tokenizers count digit text (one
+    token per digit, per separator and per value separator, ~60 for the chat template and prompt)."""
+    n_points = int(params.get("spectrum.n_points", 48))
+    digits = int(params.get("serialize.int_digits", 1)) + int(params.get("serialize.precision", 2))
+    seps = (digits - 1) if params.get("serialize.digit_sep", "|") else 0
+    per_spectrum = 60 + n_points * (digits + seps + 1)
+    epochs = int(params.get("train.epochs", 2))
+    runs = [epochs] * (1 + len(params.get("ablation.lr") or []) + len(params.get("ablation.rank") or []))
+    runs += [int(e) for e in params.get("ablation.epochs") or []]
+    return int(params.get("data.n_train", 0)) * sum(runs) * per_spectrum
+
+
+def cpu_training_hours(params: Mapping[str, Any], shape: ModelShape | None) -> float | None:
+    """Rough CPU time of the LoRA grid (training only) on 2 cores; None when the model is unknown."""
+    if shape is None:
+        return None
+    rate = CPU_TOKENS_PER_S_135M * KNOWN_MODELS["SmolLM2-135M-Instruct"].n_params / shape.n_params
+    return training_tokens(params) / rate / 3600.0
+
+
 def seq_len_for(params: Mapping[str, Any]) -> int:
     """Tokens of one training sample: the serialisation's per-sample budget (context_tokens x
     max_context_share, the serialize stage refuses longer samples), rounded up to 64."""
@@ -695,7 +721,12 @@ def run(profile: str | None = None, stages: Sequence[str] = STAGE_KINDS, *, para
     if workloads is None:
         workloads = default_workloads(params, stages, root)
     report = Report(profile, stages)
-    check_gpu(report, query_gpus() if gpus is None else gpus, torch_cuda_build(), workloads)
+    gpus = query_gpus() if gpus is None else gpus
+    check_gpu(report, gpus, torch_cuda_build(), workloads)
+    if not gpus and profile in GPU_PROFILES and (hours := cpu_training_hours(params, model_shape(params, root))):
+        report.add("CPU time", False, f"the LoRA grid alone needs about {hours:.0f} h on a 2-core CPU "
+                   f"({training_tokens(params):,} training tokens at the measured CPU rate)",
+                   "a CUDA GPU, where it takes minutes to hours", _cpu_fix(profile))
     check_disk(report, params, root, model_shape(params, root))
     check_weights(report, params, root)
     check_data(report, params, root)
@@ -779,7 +810,7 @@ def remote_status(root: Path | None = None, timeout: float = 10.0) -> tuple[bool
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--profile", choices=("smoke", "small", "paper"), default=None,
+    parser.add_argument("--profile", choices=("smoke", "small", "open", "paper"), default=None,
                         help="profile to check (default: the one in params.yaml); nothing is written")
     parser.add_argument("--stage", choices=(*STAGE_KINDS, "all"), default="all",
                         help="which GPU stage's memory to check: sft, dpo, inference (default: all)")
