@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=None, help="parameter file (default: ./params.yaml)")
     ap.add_argument("--cache", type=Path, default=Path(".dvc/cache"), help="DVC cache with the committed .dir manifest, if any")
     ap.add_argument("--no-build", action="store_true", help="compare an existing folder; do not build")
+    ap.add_argument("--perturb", type=float, default=0.0, help="tests only: build_raw --perturb (e.g. 1e-12); the bytes must not change")
     args = ap.parse_args(argv)
     expect = expected_md5(args.expect)
     if not args.no_build:
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
 
         t0 = time.perf_counter()
         margins: dict = {}
-        build_raw.build(args.out, config.load(args.params), progress=False, margins=margins)
+        build_raw.build(args.out, config.load(args.params), progress=False, perturb=args.perturb, margins=margins)
         print(f"built {args.out} in {time.perf_counter() - t0:.1f} s; rounding margins (grid steps): "
               + ", ".join(f"{k} {v:.3g}" for k, v in sorted(margins.items())))
     elif not args.out.is_dir():

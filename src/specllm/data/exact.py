@@ -66,7 +66,8 @@ def quantize_bits(x, bits: int) -> tuple[np.ndarray, np.ndarray]:
     scaled = np.ldexp(mant, bits)
     ok = np.isfinite(x) & (x != 0)
     q = np.where(ok, np.ldexp(np.rint(scaled), expo - bits), x)
-    frac = np.abs(scaled - np.floor(scaled))
+    with np.errstate(invalid="ignore"):  # inf - inf where x is not finite (margin 0.5 there)
+        frac = np.abs(scaled - np.floor(scaled))
     return q, np.where(ok, np.abs(frac - 0.5), 0.5)
 
 
@@ -76,5 +77,6 @@ def quantize_step(x, step: float) -> tuple[np.ndarray, np.ndarray]:
     scaled = x / step
     ok = np.isfinite(x)
     q = np.where(ok, np.rint(scaled) * step, x)
-    frac = np.abs(scaled - np.floor(scaled))
+    with np.errstate(invalid="ignore"):
+        frac = np.abs(scaled - np.floor(scaled))
     return q, np.where(ok, np.abs(frac - 0.5), 0.5)
