@@ -257,10 +257,11 @@ def test_rawcheck_compares_with_git_head_not_a_rewritten_data_dvc(tracked):
 
 
 @pytest.mark.slow
-def test_make_reproduce_stops_and_make_data_recovers_a_changed_data_raw(tmp_path):
+def test_make_reproduce_stops_and_make_data_recovers_a_changed_data_raw(tmp_path, monkeypatch):
     """The sweep's fault: 50 deleted catalogue rows went through `make reproduce` silently, and after
     `dvc repro` recorded a broken data/raw in data.dvc, `make data` said "nothing to build" forever."""
     repo = fresh_copy(tmp_path / "clone")
+    monkeypatch.setenv("PYTHONPATH", str(repo / "src"))  # the clone's code, whatever the caller's PYTHONPATH
     shutil.copytree(ROOT / "data" / "raw", repo / "data" / "raw")  # the committed bytes (checked below)
     make = ["make", f"VENV={VENV}", f"--assume-old={VENV}/.installed"]
     assert "nothing to build" in run_in([*make, "data"], repo).stdout

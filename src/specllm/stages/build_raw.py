@@ -55,7 +55,8 @@ DESCRIPTION = {
                     "i < raw.i_max; fluxes as measured, magnitudes 22.5 - 2.5 log10(flux) - extinction.",
     "spectra_flux.npy": "Photometry-constrained template spectra of real SDSS galaxies: kcorrect's five default v4 "
                         "templates fitted (NNLS) to each galaxy's dereddened ugriz model maggies (SDSS->AB offsets "
-                        "of KcorrectSDSS applied) at its SDSS redshift, redshifted as kcorrect does (lam*(1+z), "
+                        "of KcorrectSDSS applied; inputs rounded to 16 significant bits; the NNLS solved exactly over all "
+                        "template subsets, sparser solution on near-ties) at its SDSS redshift, redshifted as kcorrect does (lam*(1+z), "
                         "flux/(1+z)), on the SDSS coadd grid, in 1e-17 erg/s/cm^2/A, plus seeded SDSS-like noise. "
                         "Galactic-extinction corrected, total (model) flux, continuum-level resolution: "
                         "not measured spectra.",
