@@ -76,18 +76,26 @@ lock-cuda: ## Regenerate the hashed CUDA lock the container installs (torch from
 	  --python-platform x86_64-manylinux_2_28 --override requirements/cuda-overrides.txt \
 	  --custom-compile-command "make lock-cuda" -o requirements/cuda.lock
 
-data: $(VENV)/.installed ## Build the embedded data source data/raw (deterministic) and check it against data.dvc
-	@if [ -d data/raw ] && $(DVC) status -q data.dvc; then \
-	  echo "data/raw matches data.dvc: nothing to build"; \
-	elif $(SPECLLM) preflight --remote && $(DVC) pull -q data.dvc && $(DVC) status -q data.dvc; then \
+data: $(VENV)/.installed ## Make data/raw the committed embedded source (data.dvc of git HEAD): DVC cache, remote, or a deterministic build
+	@# rawcheck compares data/raw's bytes with git HEAD's data.dvc (dvc repro may have rewritten the working copy:
+	@# it records a changed data/raw there) and puts HEAD's data.dvc back; 0 = nothing to do, 1 = differs, 3 = absent.
+	@rc=0; $(PY) -m specllm.data.rawcheck --restore-dvc-file || rc=$$?; \
+	if [ $$rc = 0 ]; then echo "nothing to build"; exit 0; fi; \
+	if [ $$rc != 1 ] && [ $$rc != 3 ]; then exit $$rc; fi; \
+	if $(DVC) checkout -q --force data.dvc >/dev/null 2>&1 && $(PY) -m specllm.data.rawcheck >/dev/null 2>&1; then \
+	  echo "data/raw restored from the DVC cache; it matches data.dvc"; \
+	elif $(SPECLLM) preflight --remote && $(DVC) pull -q data.dvc && $(PY) -m specllm.data.rawcheck >/dev/null 2>&1; then \
 	  echo "data/raw restored from the DVC remote; it matches data.dvc"; \
 	else \
 	  $(PY) -m specllm.stages.build_raw; \
-	  mkdir -p .dvc/tmp && cp data.dvc .dvc/tmp/data.dvc.committed; \
-	  $(DVC) commit -q -f data.dvc; \
-	  if cmp -s data.dvc .dvc/tmp/data.dvc.committed; then echo "data/raw built; it matches data.dvc byte for byte"; \
-	  else cp .dvc/tmp/data.dvc.committed data.dvc; \
-	    echo "WARNING: data/raw differs from the committed data.dvc: this build is not byte-identical to the authors'. 'dvc status data.dvc' shows it; stages use the local build."; fi; \
+	  if $(PY) -m specllm.data.rawcheck; then $(DVC) commit -q -f data.dvc; echo "data/raw built; it matches data.dvc byte for byte"; \
+	  else \
+	    echo "error: this build of data/raw is not byte-identical to the committed one (data.dvc), although the build"; \
+	    echo "  is meant to give the same bytes on every x86-64 CPU. Check that the environment is the pinned one"; \
+	    echo "  (manifest.json records package versions) and report it with: PYTHONPATH=src $(PY) -m specllm.data.check_bytes --out /tmp/raw"; \
+	    echo "  To run on this local build anyway: SPECLLM_ALLOW_LOCAL_DATA=1 make ..."; \
+	    if [ -z "$${SPECLLM_ALLOW_LOCAL_DATA:-}" ]; then exit 1; fi; \
+	  fi; \
 	fi
 
 reproduce: ## Regenerate paper/main.pdf with every stage: make reproduce PROFILE=smoke|small|open|paper
@@ -99,6 +107,8 @@ reproduce: ## Regenerate paper/main.pdf with every stage: make reproduce PROFILE
 	$(SPECLLM) preflight --profile $(PROFILE)
 	$(SPECLLM) profile $(PROFILE)
 	$(SPECLLM) check
+	@# a changed data/raw (or a data.dvc that dvc repro rewrote) stops the run here, with the fix
+	$(PY) -m specllm.data.rawcheck --absent-ok
 	@$(MAKE) --no-print-directory data
 	@# With a reachable DVC remote, restore what it holds (outputs and run cache) instead of recomputing.
 	@pull=$$($(SPECLLM) preflight --remote && echo --pull || true); \

@@ -127,7 +127,7 @@ def test_photometry_round_trip(gal):
     ids = gal["gal_id"].to_numpy()
     m, iv = galaxies.dereddened_maggies(raw["modelflux"][ids], raw["modelflux_ivar"][ids], raw["extinction"][ids])
     z = raw["z"][ids]
-    coeffs = galaxies.fit_coeffs(z, m, iv, z_hi=0.5)
+    coeffs = galaxies.fit_coeffs(z, m, iv)
     wave = 10.0 ** galaxies.loglam_grid(3.58, 3.964, 1e-4)
     synth, covered = galaxies.synthetic_maggies(wave, galaxies.reconstruct(coeffs, z, wave))
     gri = list(galaxies.GRI)

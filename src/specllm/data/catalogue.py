@@ -15,12 +15,19 @@ Galactic extinction), redshift, simulated (0 real / 1 simulated), source.
   21.3, 20.5 (u..z) is SDSS's single-epoch depth (S/N = 5 gives 0.217 mag); the cap keeps a faint
   u-dropout magnitude finite, as SDSS's asinh magnitudes are.
 * obj_id: G<gal_id>, S<n>, Q<n> (5 digits). Rows come in blocks: galaxies, stars, quasars.
+* Simulated values are rounded to MAG_STEP (1e-4 mag, 100x below the 0.01 mag noise floor) and
+  Z_STEP (1e-6 in z, 0.3 km/s): the samplers use numpy/scipy kernels whose last bit depends on the
+  CPU, and the grid keeps that from reaching the stored bytes (see data/exact.py). Galaxy magnitudes
+  are computed with exact.log10 and need no grid.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from specllm.data import exact
+
+MAG_STEP, Z_STEP = 1e-4, 1e-6
 M5 = np.array([22.0, 22.2, 22.2, 21.3, 20.5])
 FLOOR, CAP = 0.01, 0.5
 COLUMNS = ("obj_id", "class", "u", "g", "r", "i", "z", "redshift", "simulated", "source")
@@ -37,10 +44,13 @@ def observe(mags: np.ndarray, extinction_pool: np.ndarray, rng: np.random.Genera
     return seen + rng.standard_normal(seen.shape) * mag_sigma(seen)
 
 
-def galaxy_block(gal_id: np.ndarray, flux: np.ndarray, z: np.ndarray) -> tuple[dict, int]:
-    """Catalogue rows of real galaxies with positive flux in all bands, and how many were left out."""
+def galaxy_block(gal_id: np.ndarray, flux: np.ndarray, z: np.ndarray, mags: np.ndarray | None = None) -> tuple[dict, int]:
+    """Catalogue rows of real galaxies with positive flux in all bands, and how many were left out.
+    mags: galaxies.nanomaggies_to_mag(flux) when the caller has it already (it costs ~2 s)."""
+    from specllm.data import galaxies
+
     ok = (flux > 0).all(axis=1) & np.isfinite(flux).all(axis=1)
-    mags = 22.5 - 2.5 * np.log10(flux[ok])
+    mags = galaxies.nanomaggies_to_mag(flux[ok]) if mags is None else np.asarray(mags)[ok]
     ids = np.asarray(gal_id)[ok]
     return {
         "obj_id": np.array([f"G{g:05d}" for g in ids], dtype=object),
@@ -53,12 +63,17 @@ def galaxy_block(gal_id: np.ndarray, flux: np.ndarray, z: np.ndarray) -> tuple[d
 
 
 def simulated_block(prefix: str, cls: str, source: str, mags: np.ndarray, redshift: np.ndarray) -> dict:
+    """Rows of simulated objects, values rounded to MAG_STEP / Z_STEP; "margin": the smallest distance
+    of a value to a rounding boundary, in grid steps (a host differing by less stores the same bytes)."""
     n = len(mags)
+    mags, m_margin = exact.quantize_step(mags, MAG_STEP)
+    redshift, z_margin = exact.quantize_step(redshift, Z_STEP)
     return {
         "obj_id": np.array([f"{prefix}{k:05d}" for k in range(n)], dtype=object),
         "class": np.full(n, cls, dtype=object),
         "mags": mags,
-        "redshift": np.asarray(redshift, float),
+        "redshift": redshift,
+        "margin": float(min(m_margin.min(initial=0.5), z_margin.min(initial=0.5))),
         "simulated": np.ones(n, int),
         "source": np.full(n, source, dtype=object),
     }

@@ -15,6 +15,13 @@ Same bytes on every run: fixed float formats, JSON with sorted keys and no time 
 zip, which stores times), seeded streams that do not depend on --limit (the galaxies of a --limit N
 build are the first N rows of the full build; the stars and quasars are the first N of theirs).
 Writes into a hidden sibling folder and renames it into place only when everything succeeded.
+
+Same bytes on every x86-64 CPU (data/exact.py says how): the fit inputs are rounded to
+galaxies.FIT_BITS bits, the fit, the spectra and the noise use only operations that are correctly
+rounded on every CPU, and the simulated catalogue values are rounded to catalogue.MAG_STEP/Z_STEP.
+Each rounding's smallest distance to a boundary (in grid steps) is printed: a host whose last-bit
+noise stays below it writes the same bytes. --perturb REL (for tests only) multiplies the fit inputs
+and the simulated magnitudes and redshifts by (1 + REL * N(0, 1)) before rounding, to show that.
 """
 
 from __future__ import annotations
@@ -37,6 +44,10 @@ RAW_KEYS = ("raw.seed", "raw.z_min", "raw.z_max", "raw.i_max", "raw.loglam_min",
             "raw.loglam_step", "raw.snr_r", "raw.n_stars", "raw.n_qso")
 CHUNK = 1000  # galaxies per reconstruction step: ~30 MB of float64 model at a time
 STREAM_STARS, STREAM_QSO, STREAM_STAR_OBS, STREAM_QSO_OBS = 2, 3, 4, 5  # stream 1: galaxy noise
+STREAM_PERTURB = 99  # --perturb's noise (tests only)
+# A rounding margin below this many grid steps is printed as a warning: last-bit noise of another CPU
+# (~1e-15 relative, ~1e-10 grid steps at the coarsest) could then change the stored bytes.
+MARGIN_WARN = 1e-6
 
 DESCRIPTION = {
     "galaxies.csv": "Real SDSS galaxies from kcorrect's test table gst_tests_small.fits (HDU 1: RA, DEC, "
@@ -44,7 +55,8 @@ DESCRIPTION = {
                     "i < raw.i_max; fluxes as measured, magnitudes 22.5 - 2.5 log10(flux) - extinction.",
     "spectra_flux.npy": "Photometry-constrained template spectra of real SDSS galaxies: kcorrect's five default v4 "
                         "templates fitted (NNLS) to each galaxy's dereddened ugriz model maggies (SDSS->AB offsets "
-                        "of KcorrectSDSS applied) at its SDSS redshift, redshifted as kcorrect does (lam*(1+z), "
+                        "of KcorrectSDSS applied; inputs rounded to 16 significant bits; the NNLS solved exactly over all "
+                        "template subsets, sparser solution on near-ties) at its SDSS redshift, redshifted as kcorrect does (lam*(1+z), "
                         "flux/(1+z)), on the SDSS coadd grid, in 1e-17 erg/s/cm^2/A, plus seeded SDSS-like noise. "
                         "Galactic-extinction corrected, total (model) flux, continuum-level resolution: "
                         "not measured spectra.",
@@ -97,17 +109,28 @@ def _percentiles(x: np.ndarray) -> dict[str, float]:
     return {"median": round(float(np.median(x)), 6), "p95": round(float(np.percentile(x, 95)), 6), "max": round(float(np.max(x)), 6)}
 
 
-def build_galaxies(cat: dict, sel: galaxies.Selection, p: dict, limit: int | None, progress: bool) -> dict:
+def perturbed(x: np.ndarray, rel: float, seed: int, stream: int) -> np.ndarray:
+    """x * (1 + rel * N(0, 1)) from a seeded stream; x itself when rel is 0 (the real build)."""
+    if not rel:
+        return x
+    return x * (1.0 + rel * np.random.default_rng([seed, STREAM_PERTURB, stream]).standard_normal(np.shape(x)))
+
+
+def build_galaxies(cat: dict, sel: galaxies.Selection, p: dict, limit: int | None, progress: bool,
+                   perturb: float = 0.0) -> dict:
     """Fit, reconstruct and add noise for the kept galaxies (first `limit` of them)."""
     kept = np.flatnonzero(sel.keep)
     idx = kept if limit is None else kept[:limit]
     maggies, ivar = galaxies.dereddened_maggies(cat["modelflux"][kept], cat["modelflux_ivar"][kept], cat["extinction"][kept])
-    k = galaxies.exposure_scale(galaxies.ab_maggies(maggies)[:, 2], p["raw.snr_r"])  # from all kept: --limit independent
-    maggies, ivar = maggies[: idx.size], ivar[: idx.size]
+    maggies, ivar = perturbed(maggies, perturb, p["raw.seed"], 0), perturbed(ivar, perturb, p["raw.seed"], 1)
+    m_ab, iv_ab, margin = galaxies.fit_inputs(maggies, ivar)  # rounded: the same bits on every CPU
+    k = galaxies.exposure_scale(m_ab[:, 2], p["raw.snr_r"])  # from all kept: --limit independent
+    m_ab, iv_ab = m_ab[: idx.size], iv_ab[: idx.size]
     z = cat["z"][idx]
-    coeffs = galaxies.fit_coeffs(z, maggies, ivar, z_hi=float(p["raw.z_max"]))
+    coeffs = galaxies.fit_coeffs_ab(z, m_ab, iv_ab)
     loglam = galaxies.loglam_grid(p["raw.loglam_min"], p["raw.loglam_max"], p["raw.loglam_step"])
-    wave = 10.0**loglam
+    wave = galaxies.wavelengths(loglam)
+    terms = galaxies.noise_terms(wave)
     flux = np.empty((idx.size, wave.size), np.float32)
     fivar = np.empty_like(flux)
     synth = np.empty((idx.size, 5))
@@ -118,10 +141,10 @@ def build_galaxies(cat: dict, sel: galaxies.Selection, p: dict, limit: int | Non
     for s in tqdm(range(0, idx.size, CHUNK), desc="galaxy spectra", unit="chunk", disable=not progress, file=sys.stderr):
         sl = slice(s, s + CHUNK)
         model = galaxies.reconstruct(coeffs[sl], z[sl], wave)
-        flux[sl], fivar[sl] = galaxies.noisy(model, wave, k, p["raw.seed"], idx[sl])
+        flux[sl], fivar[sl] = galaxies.noisy(model, wave, k, p["raw.seed"], idx[sl], terms)
         synth[sl], covered = galaxies.synthetic_maggies(wave, model)
         snr[sl] = np.median(model[:, rpix] * np.sqrt(fivar[sl][:, rpix]), axis=1)
-    rel = np.abs(synth / galaxies.ab_maggies(maggies) - 1.0)
+    rel = np.abs(synth / m_ab - 1.0)
     checks = {
         # a few dozen real galaxies have catastrophic photometry in one band (e.g. gal_id 1205: g - r = 4.5),
         # which no non-negative template mix can follow; counted here, kept in the data as measured
@@ -131,26 +154,30 @@ def build_galaxies(cat: dict, sel: galaxies.Selection, p: dict, limit: int | Non
         "exposure_scale_k": round(k, 6),
         "median_r_band_pixel_snr": round(float(np.median(snr)), 4),
     }
-    return {"idx": idx, "loglam": loglam, "flux": flux, "ivar": fivar, "checks": checks}
+    return {"idx": idx, "loglam": loglam, "flux": flux, "ivar": fivar, "checks": checks,
+            "margin": float(margin[: idx.size].min(initial=0.5)), "margin_all_kept": float(margin.min(initial=0.5))}
 
 
-def build_catalogue(cat: dict, idx: np.ndarray, p: dict, limit: int | None) -> tuple:
+def build_catalogue(cat: dict, idx: np.ndarray, p: dict, limit: int | None, mags: np.ndarray | None = None,
+                    perturb: float = 0.0) -> tuple:
     """catalogue.csv frame and its counts. Stars and quasars are always simulated in full (cheap), then cut
-    to --limit, so a limited build's rows are a prefix of the full build's."""
-    gal, left_out = catalogue.galaxy_block(idx, cat["modelflux"][idx], cat["z"][idx])
+    to --limit, so a limited build's rows are a prefix of the full build's. mags: the galaxies' magnitudes
+    (galaxies.nanomaggies_to_mag of their fluxes) when already computed."""
+    gal, left_out = catalogue.galaxy_block(idx, cat["modelflux"][idx], cat["z"][idx], mags)
     pool = cat["extinction"][np.isfinite(cat["extinction"]).all(axis=1)]
     seed = p["raw.seed"]
     st = stars.simulate(p["raw.n_stars"], np.random.default_rng([seed, STREAM_STARS]))
     qs = quasars.simulate(p["raw.n_qso"], np.random.default_rng([seed, STREAM_QSO]))
+    for j, obj in enumerate((st, qs)):
+        obj["mags"] = perturbed(obj["mags"], perturb, seed, 10 + 2 * j)
+        obj["redshift"] = perturbed(obj["redshift"], perturb, seed, 11 + 2 * j)
     st_mags = catalogue.observe(st["mags"], pool, np.random.default_rng([seed, STREAM_STAR_OBS]))
     qs_mags = catalogue.observe(qs["mags"], pool, np.random.default_rng([seed, STREAM_QSO_OBS]))
     ns = p["raw.n_stars"] if limit is None else min(limit, p["raw.n_stars"])
     nq = p["raw.n_qso"] if limit is None else min(limit, p["raw.n_qso"])
-    frame = catalogue.to_frame([
-        gal,
-        catalogue.simulated_block("S", "STAR", "stellar-locus", st_mags[:ns], st["redshift"][:ns]),
-        catalogue.simulated_block("Q", "QSO", "powerlaw-qso", qs_mags[:nq], qs["redshift"][:nq]),
-    ])
+    blocks = [catalogue.simulated_block("S", "STAR", "stellar-locus", st_mags[:ns], st["redshift"][:ns]),
+              catalogue.simulated_block("Q", "QSO", "powerlaw-qso", qs_mags[:nq], qs["redshift"][:nq])]
+    frame = catalogue.to_frame([gal, *blocks])
     kinds, counts = np.unique(st["kind"][:ns], return_counts=True)
     return frame, {
         "catalogue_galaxies": int(len(gal["redshift"])),
@@ -159,15 +186,15 @@ def build_catalogue(cat: dict, idx: np.ndarray, p: dict, limit: int | None) -> t
         "stars_by_kind": {str(k): int(c) for k, c in zip(kinds, counts)},
         "quasars": int(nq),
         "catalogue_rows": int(len(frame)),
-    }
+    }, min(b["margin"] for b in blocks)
 
 
 def write_outputs(folder: Path, cat: dict, built: dict, frame, manifest: dict) -> None:
     idx = built["idx"]
+    mags = built["mags"] - cat["extinction"][idx]
     cols: list = [("gal_id", idx, "%d"), ("ra", cat["ra"][idx], "%.8f"), ("dec", cat["dec"][idx], "%.8f"), ("z", cat["z"][idx], "%.9g")]
     for key, prefix, fmt in (("modelflux", "flux", "%.9g"), ("modelflux_ivar", "ivar", "%.9g"), ("extinction", "extinction", "%.9g")):
         cols += [(f"{prefix}_{b}", cat[key][idx, j], fmt) for j, b in enumerate(galaxies.BANDS)]
-    mags = galaxies.nanomaggies_to_mag(cat["modelflux"][idx]) - cat["extinction"][idx]
     cols += [(f"mag_{b}", mags[:, j], "%.6f") for j, b in enumerate(galaxies.BANDS)]
     cols += [("i_dered", mags[:, 3], "%.6f")]
     write_csv(folder / "galaxies.csv", cols)
@@ -189,8 +216,13 @@ def replace_atomically(out: Path, fill) -> None:
         fill(tmp)
 
 
-def build(out: Path, params: dict, limit: int | None = None, gst_path: Path = galaxies.GST_FILE, progress: bool = True) -> dict:
-    """Build data/raw into `out`; return the manifest. Raises InputError before writing anything."""
+def build(out: Path, params: dict, limit: int | None = None, gst_path: Path = galaxies.GST_FILE, progress: bool = True,
+          perturb: float = 0.0, margins: dict | None = None) -> dict:
+    """Build data/raw into `out`; return the manifest. Raises InputError before writing anything.
+
+    perturb (tests only): relative noise on the fit inputs and simulated values before rounding (see the
+    module notes). margins: a dict filled with each rounding's smallest distance to a boundary (grid
+    steps); not in the manifest, whose bytes must not depend on the host."""
     p = {k: params[k] for k in RAW_KEYS}
     if limit is not None and limit < 1:
         raise InputError("--limit", "limit", f"must be >= 1, got {limit}", "give a positive number of galaxies, or leave --limit out")
@@ -199,8 +231,11 @@ def build(out: Path, params: dict, limit: int | None = None, gst_path: Path = ga
     if not sel.keep.any():
         raise InputError(paths.PARAMS, "raw.i_max", f"no galaxy of {gst_path} passes the cut ({sel.counts})",
                          "widen raw.z_min/raw.z_max/raw.i_max in params.yaml")
-    built = build_galaxies(cat, sel, p, limit, progress)
-    frame, cat_counts = build_catalogue(cat, built["idx"], p, limit)
+    built = build_galaxies(cat, sel, p, limit, progress, perturb)
+    built["mags"] = galaxies.nanomaggies_to_mag(cat["modelflux"][built["idx"]])
+    frame, cat_counts, cat_margin = build_catalogue(cat, built["idx"], p, limit, built["mags"], perturb)
+    if margins is not None:
+        margins.update({"fit_inputs": built["margin_all_kept"], "catalogue_simulated": cat_margin})
     nonpos = int((~(cat["modelflux"][built["idx"]] > 0)).any(axis=1).sum())
     manifest = {
         "counts": {**sel.counts, "galaxies_written": int(built["idx"].size),
@@ -234,9 +269,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--limit", type=int, default=None, help="build only the first N galaxies (and at most N stars, N quasars)")
     ap.add_argument("--params", type=Path, default=None, help="parameter file (default: ./params.yaml)")
     ap.add_argument("--gst-file", type=Path, default=galaxies.GST_FILE, help="galaxy table (default: kcorrect's; for tests)")
+    ap.add_argument("--perturb", type=float, default=0.0,
+                    help="tests only: relative noise on the fit inputs and simulated values before rounding (e.g. 1e-12)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    manifest = build(args.out, config.load(args.params), args.limit, args.gst_file)
+    margins: dict = {}
+    manifest = build(args.out, config.load(args.params), args.limit, args.gst_file, perturb=args.perturb, margins=margins)
+    print("rounding margins (grid steps to the nearest boundary; another CPU's last-bit noise is ~1e-10): "
+          + ", ".join(f"{k} {v:.3g}" for k, v in sorted(margins.items())), file=sys.stderr)
+    for name, m in sorted(margins.items()):
+        if m < MARGIN_WARN:
+            print(f"WARNING: a {name} value lies {m:.2g} grid steps from a rounding boundary: another CPU may "
+                  "store it differently (report this with the params)", file=sys.stderr)
     c = manifest["counts"]
     print(f"{args.out}: {c['galaxies_written']} galaxy spectra ({c['galaxies_kept']} pass the cut of {c['galaxies_read']}), "
           f"catalogue {c['catalogue_rows']} rows ({c['catalogue_galaxies']} galaxies, {c['stars']} stars, {c['quasars']} quasars); "
