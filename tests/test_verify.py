@@ -30,6 +30,8 @@ stages:
     outs:
     - path: results/ablation.json
       md5: ccc
+    - path: results/ablation_best_predictions.csv
+      md5: fff
   stability_analyze:
     cmd: python -m specllm.stages.stability_analyze
     outs:
@@ -44,7 +46,7 @@ SENTENCE = "its test MAE is {r} times the non-language baseline's ({w})"
 
 def make_project(root: Path, *, mae: float = 0.0431, lora: float = 0.05123, n_train: int = 160, cuda: bool = False,
                  knn: str = "0.11", eigen: np.ndarray | None = None, ratio: str = "8.1", word: str = "worse",
-                 table_mae: str = "0.0431") -> Path:
+                 table_mae: str = "0.0431", answer: str = "0.123") -> Path:
     ms = MacroSet()
     ms.add("profile", "smoke", source="params.yaml")
     ms.add("split.train.n", n_train, source="results/data_summary.json", kind="int")
@@ -60,11 +62,14 @@ def make_project(root: Path, *, mae: float = 0.0431, lora: float = 0.05123, n_tr
     (gen / "tables" / "baseline.tex").write_text(
         f"\\begin{{tabular}}{{lrr}}\nkNN & {table_mae} & 9{{,}}980 \\\\\n\\end{{tabular}}\n")
     (gen / "figures").mkdir(parents=True, exist_ok=True)
-    for fig in ("baseline_predictions", "stability_eigenvalues"):
+    for fig in ("baseline_predictions", "stability_eigenvalues", "ablation_predictions"):
         (gen / "figures" / f"{fig}.png").write_bytes(b"png")
     (root / "results" / "stability").mkdir(parents=True, exist_ok=True)
     (root / "results" / "baseline_predictions.csv").write_text(
         f"gal_id,split,z_true,knn\n1,test,0.1,{knn}\n2,test,0.2,0.19\n")
+    (root / "results" / "ablation_best_predictions.csv").write_text(  # the model's answers (3 decimals)
+        f"gal_id,z_true,z_pred\n1,0.125012,{answer}\n2,0.200113,0.201\n")
+    (root / "results" / "ablation.json").write_text(json.dumps({"best": "lr-0.001", "best_test": {"mae": lora}}))
     (root / "results" / "baseline.json").write_text(json.dumps({"knn": {"mae": mae, "n": 2}, "best": "knn"}))
     np.savez(root / "results" / "stability" / "spectral.npz", eigen=EIGEN if eigen is None else eigen,
              k=np.arange(8))
@@ -105,7 +110,7 @@ def test_freeze_records_values_and_fingerprints_but_no_tolerances(tmp_path):
     files = frozen["artifacts"]["figure:baseline_predictions"]["files"]
     csv = files["results/baseline_predictions.csv"]
     assert csv["columns"] == ["gal_id", "split", "z_true", "knn"] and csv["rows"] == 2 and len(csv["sha256"]) == 64
-    assert csv["arrays"]["knn"] == {"shape": [2], "kind": "float", "values": [0.11, 0.19]}
+    assert csv["arrays"]["knn"] == {"shape": [2], "kind": "float", "values": [0.11, 0.19], "decimals": 2}
     assert csv["arrays"]["split"]["kind"] == "text" and csv["arrays"]["gal_id"]["kind"] == "int"
     eigen = frozen["artifacts"]["figure:stability_eigenvalues"]["files"]["results/stability/spectral.npz"]
     assert eigen["arrays"]["eigen"]["shape"] == [8, 30] and "values" not in eigen["arrays"]["eigen"]
@@ -196,7 +201,7 @@ def test_arrays_are_compared_by_value_with_allclose(tmp_path):
     make_project(root, knn=repr(0.11 * (1 + 3e-8)), eigen=EIGEN * (1 + 3e-8))
     v = verdicts(root)
     assert v[csv] == "within tolerance" and v[npz] == "within tolerance"
-    make_project(root, knn="0.12")  # a different prediction
+    make_project(root, knn="0.1125")  # a different prediction (written with 4 decimals now)
     assert verdicts(root)[csv] == "MISMATCH"
     moved = EIGEN.copy()
     moved[3, 4] += 0.5  # one large element of 240 changed: the summary's sums move beyond the bound
@@ -204,6 +209,26 @@ def test_arrays_are_compared_by_value_with_allclose(tmp_path):
     assert verdicts(root)[npz] == "MISMATCH"
     make_project(root, eigen=EIGEN[::-1].copy())  # same values, another order: the weighted sums see it
     assert verdicts(root)[npz] == "MISMATCH"
+
+
+def test_a_written_digit_may_flip_in_cpu_stage_files_but_a_model_answer_may_not(tmp_path):
+    root = make_project(tmp_path)
+    freeze(root)
+    csv = "figure:baseline_predictions results/baseline_predictions.csv"
+    answers = "figure:ablation_predictions results/ablation_best_predictions.csv"
+    make_project(root, knn="0.12")  # two decimals written: one unit in the last is a rounding flip
+    assert verdicts(root)[csv] == "within tolerance"
+    make_project(root, knn="0.13")
+    assert verdicts(root)[csv] == "MISMATCH"
+    # Written with fewer decimals now: the frozen file's finer digits keep the allowance narrow.
+    col = {"shape": [1], "kind": "float"}
+    frozen = {"arrays": {"x": {**col, "values": [0.134093], "decimals": 6}}}
+    assert not fingerprint.close_file(frozen, {"arrays": {"x": {**col, "values": [0.13], "decimals": 2}}},
+                                      1e-6, 1e-9, written_units=1.0)[0]
+    assert fingerprint.close_file(frozen, {"arrays": {"x": {**col, "values": [0.134094], "decimals": 6}}},
+                                  1e-6, 1e-9, written_units=1.0)[0]
+    make_project(root, answer="0.124")  # the model answered another redshift
+    assert verdicts(root)[answers] == "MISMATCH"
 
 
 def test_shape_columns_and_integer_columns_are_exact(tmp_path):

@@ -181,6 +181,26 @@ def _flatten(data: Any, path: str, out: dict[str, Any]) -> None:
         out[path] = array(np.asarray([data], dtype=np.int64))
 
 
+def _written_decimals(path: Path) -> dict[str, int | None]:
+    """{column: decimals it is written with} for a CSV whose floats are rounded when written (e.g.
+    6 decimals); None for a column written in full precision (an exponent or > 12 decimals)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        most: list[int | None] = [0] * len(header)
+        for row in reader:
+            for i, cell in enumerate(row[: len(header)]):
+                if most[i] is None:
+                    continue
+                if "e" in cell.lower() and any(ch.isdigit() for ch in cell):
+                    most[i] = None
+                elif re.fullmatch(r"-?\d+\.\d+", cell):
+                    most[i] = max(most[i], len(cell.split(".")[1]))
+    return {h: (d if d is not None and 0 < d <= 12 else None) for h, d in zip(header, most)}
+
+
 def fingerprint(path: Path) -> dict[str, Any] | None:
     """{"sha256": ..., and what value comparison needs} for one file; None when it is absent."""
     from specllm import artifacts
@@ -197,6 +217,9 @@ def fingerprint(path: Path) -> dict[str, Any] | None:
         out["columns"] = [str(c) for c in df.columns]
         out["rows"] = int(len(df))
         out["arrays"] = {str(c): array(df[c].to_numpy()) for c in df.columns}
+        for col, d in _written_decimals(path).items():
+            if col in out["arrays"] and out["arrays"][col]["kind"] == "float" and d is not None:
+                out["arrays"][col]["decimals"] = d
     elif suffix == ".npy":
         out["arrays"] = {"": array(np.load(path, allow_pickle=False))}
     elif suffix == ".npz":
@@ -276,8 +299,11 @@ def close_array(frozen: dict[str, Any], now: dict[str, Any], rtol: float, atol: 
 
 
 def close_file(frozen: dict[str, Any], now: dict[str, Any], rtol: float, atol: float,
-               printed_rel: float = 0.0, printed_units: float = 1.0) -> tuple[bool, float, str]:
-    """(ok, worst relative difference, why not) for two file fingerprints."""
+               printed_rel: float = 0.0, printed_units: float = 1.0, written_units: float = 0.0
+               ) -> tuple[bool, float, str]:
+    """(ok, worst relative difference, why not) for two file fingerprints. written_units > 0: a CSV
+    column written with d decimals may also move by written_units x 10^-d (d from the regenerated
+    file, never from the frozen one)."""
     if "printed" in frozen or "printed" in now:
         if "printed" not in frozen or "printed" not in now:
             return False, math.inf, "no printed values recorded"
@@ -293,7 +319,12 @@ def close_file(frozen: dict[str, Any], now: dict[str, Any], rtol: float, atol: f
         return False, math.inf, f"keys differ (gone {gone[:3]}, new {new[:3]})"
     worst = 0.0
     for name in sorted(fa):
-        ok, w, why = close_array(fa[name], na[name], rtol, atol)
+        # The regenerated file's written decimals; the frozen file's can only make this tighter.
+        d = na[name].get("decimals") if written_units else None
+        if d is not None and isinstance(fa[name].get("decimals"), int):
+            d = max(d, fa[name]["decimals"])
+        ok, w, why = close_array(fa[name], na[name], rtol,
+                                atol if d is None else max(atol, written_units * 10.0**-d * (1 + 1e-9)))
         worst = max(worst, w)
         if not ok:
             return False, worst, f"{name or 'array'}: {why}"

@@ -162,6 +162,10 @@ TOLERANCES: dict[str, Tol] = {
 # flips the last printed digit. Printed integers (counts) and all words are exact. The full-precision
 # value behind each printed macro is checked with TOLERANCES as well.
 PRINTED_UNITS = 1.0
+# The same for a CSV column of a CPU stage that the stage rounds when writing (baseline predictions
+# are written with 6 decimals, prepared scales with 6, redshifts with 9): a 3e-8 move flips the
+# last written digit of about 1 value in 300 (measured: see MEASURED below).
+WRITTEN_UNITS = 1.0
 # GPU runs: nondeterministic kernels (atomics in reductions, TF32/bf16) move the last digits between
 # runs and GPUs. Not measured in this repository yet (no GPU smoke run has been compared); a prior
 # from bf16 training practice, applied only to floats of model stages when this run used a GPU or
@@ -186,6 +190,7 @@ class Rule:
     tol: Tol | None = None
     printed_rel: float = 0.0
     printed_units: float = PRINTED_UNITS
+    written_units: float = 0.0
     label: str = ""
 
 
@@ -240,9 +245,14 @@ def file_rule(path: str, stage: str | None, gpu: bool, machine: bool) -> Rule:
         return Rule("exact", label=f"printed ±{PRINTED_UNITS:g} last digit")
     if suffix not in (".csv", ".npy", ".npz", ".json"):
         return Rule("exact", label="sha256 (text)")
-    tol = TOLERANCES[numerics(stage)]
+    group = numerics(stage)
+    tol = TOLERANCES[group]
     if on_gpu:
         return Rule("advisory", tol, label=f"allclose {tol.describe()} (advisory on GPU)")
+    if group == "cpu":  # rounded when written (baseline predictions: 6 decimals): one unit may flip
+        return Rule("close", tol, written_units=WRITTEN_UNITS, label=f"allclose {tol.describe()} or ±1 written digit")
+    # Model stages: no written-digit allowance. Their CSVs hold the model's answers, written with the
+    # target's decimals: one unit there is a different answer, which must fail.
     return Rule("close", tol, label=f"allclose {tol.describe()}")
 
 
@@ -468,7 +478,8 @@ def _file_row(name: str, where: str, a: Any, b: Mapping[str, Any] | None, rule: 
     if rule.label.startswith("sha256 (text)"):
         return Row(name, where, shown_a, shown_b, rule.label, "MISMATCH")
     tol = rule.tol or Tol(0.0, 0.0)
-    ok, worst, why = fingerprint.close_file(a, b, tol.rtol, tol.atol, rule.printed_rel, rule.printed_units)
+    ok, worst, why = fingerprint.close_file(a, b, tol.rtol, tol.atol, rule.printed_rel, rule.printed_units,
+                                            rule.written_units)
     if rule.mode == "advisory":
         return Row(name, where, shown_a, shown_b + (f" {why}" if not ok else _fmt_rel(worst)), rule.label,
                    "within tolerance" if ok else "differs (advisory)")
