@@ -41,6 +41,8 @@ stages:
       md5: eee
 """
 EIGEN = np.linspace(0.5, 3.0, 240).reshape(8, 30)  # larger than fingerprint.SMALL_N: summarised
+CSV = "figure:baseline_predictions results/baseline_predictions.csv"   # a CPU stage's figure data
+NPZ = "figure:stability_eigenvalues results/stability/spectral.npz"     # a model stage's large array
 SENTENCE = "its test MAE is {r} times the non-language baseline's ({w})"
 
 
@@ -196,30 +198,27 @@ def test_tables_are_compared_by_their_printed_numbers(tmp_path):
 def test_arrays_are_compared_by_value_with_allclose(tmp_path):
     root = make_project(tmp_path)
     freeze(root)
-    csv = "figure:baseline_predictions results/baseline_predictions.csv"
-    npz = "figure:stability_eigenvalues results/stability/spectral.npz"
     make_project(root, knn=repr(0.11 * (1 + 3e-8)), eigen=EIGEN * (1 + 3e-8))
     v = verdicts(root)
-    assert v[csv] == "within tolerance" and v[npz] == "within tolerance"
+    assert v[CSV] == "within tolerance" and v[NPZ] == "within tolerance"
     make_project(root, knn="0.1125")  # a different prediction (written with 4 decimals now)
-    assert verdicts(root)[csv] == "MISMATCH"
+    assert verdicts(root)[CSV] == "MISMATCH"
     moved = EIGEN.copy()
     moved[3, 4] += 0.5  # one large element of 240 changed: the summary's sums move beyond the bound
     make_project(root, eigen=moved)
-    assert verdicts(root)[npz] == "MISMATCH"
+    assert verdicts(root)[NPZ] == "MISMATCH"
     make_project(root, eigen=EIGEN[::-1].copy())  # same values, another order: the weighted sums see it
-    assert verdicts(root)[npz] == "MISMATCH"
+    assert verdicts(root)[NPZ] == "MISMATCH"
 
 
 def test_a_written_digit_may_flip_in_cpu_stage_files_but_a_model_answer_may_not(tmp_path):
     root = make_project(tmp_path)
     freeze(root)
-    csv = "figure:baseline_predictions results/baseline_predictions.csv"
     answers = "figure:ablation_predictions results/ablation_best_predictions.csv"
     make_project(root, knn="0.12")  # two decimals written: one unit in the last is a rounding flip
-    assert verdicts(root)[csv] == "within tolerance"
+    assert verdicts(root)[CSV] == "within tolerance"
     make_project(root, knn="0.13")
-    assert verdicts(root)[csv] == "MISMATCH"
+    assert verdicts(root)[CSV] == "MISMATCH"
     # Written with fewer decimals now: the frozen file's finer digits keep the allowance narrow.
     col = {"shape": [1], "kind": "float"}
     frozen = {"arrays": {"x": {**col, "values": [0.134093], "decimals": 6}}}
@@ -234,17 +233,15 @@ def test_a_written_digit_may_flip_in_cpu_stage_files_but_a_model_answer_may_not(
 def test_shape_columns_and_integer_columns_are_exact(tmp_path):
     root = make_project(tmp_path)
     freeze(root)
-    csv = "figure:baseline_predictions results/baseline_predictions.csv"
-    npz = "figure:stability_eigenvalues results/stability/spectral.npz"
     make_project(root, eigen=EIGEN.reshape(30, 8))
-    assert verdicts(root)[npz] == "MISMATCH"
+    assert verdicts(root)[NPZ] == "MISMATCH"
     file = root / "results" / "baseline_predictions.csv"
     file.write_text(file.read_text() + "3,test,0.3,0.31\n")  # a row more
-    assert verdicts(root)[csv] == "MISMATCH"
+    assert verdicts(root)[CSV] == "MISMATCH"
     file.write_text("gal_id,split,z_true,knn\n1,test,0.1,0.11\n9,test,0.2,0.19\n")  # another galaxy
-    assert verdicts(root)[csv] == "MISMATCH"
+    assert verdicts(root)[CSV] == "MISMATCH"
     file.write_text("gal_id,split,z,knn\n1,test,0.1,0.11\n2,test,0.2,0.19\n")  # a renamed column
-    assert verdicts(root)[csv] == "MISMATCH"
+    assert verdicts(root)[CSV] == "MISMATCH"
 
 
 def test_the_frozen_file_cannot_loosen_a_tolerance(tmp_path):
@@ -390,3 +387,13 @@ def test_json_figure_data_is_digested_without_its_measurements(tmp_path):
     c.write_text(json.dumps({"pss": 0.2, "timing": {"seconds": 3.4, "prompts_per_s": 14.1}}))
     assert artifacts.digest(a) == artifacts.digest(b) != artifacts.digest(c)
     assert fingerprint.fingerprint(a)["arrays"] == fingerprint.fingerprint(b)["arrays"]
+
+
+def test_the_measured_cross_host_differences_pass_but_printing_the_same_is_not_enough():
+    """Issue 13's AMD EPYC values against the Intel Xeon ones frozen in smoke.json (kNN baseline)."""
+    rule = verify.macro_rule({"kind": "float", "precision": 4, "key": "baseline.knn.mae"}, "baseline", False)
+    assert verify.within(0.013388501540947647, 0.01338850111944062, rule.tol)      # MAE, 3.1e-8 relative
+    assert verify.within(0.002385844512740376, 0.0023858470322716875, rule.tol)    # bias, 2.5e-9 absolute
+    assert verify.within(0.007552604785513424, 0.007552607769614063, rule.tol)     # NMAD, 4.0e-7 relative
+    # Prints 0.0134 like the frozen value, but moved 150 times more than another CPU moves it.
+    assert not verify.within(0.013388501540947647, 0.013388501540947647 + 2e-5, rule.tol)
