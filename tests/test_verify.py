@@ -109,15 +109,18 @@ def test_freeze_records_values_and_fingerprints_but_no_tolerances(tmp_path):
     assert frozen["profile"] == "smoke" and frozen["format"] == verify.FORMAT and frozen["gpu_run"] is False
     assert v["BaselineBestMae"]["value"] == 0.0431 and v["BaselineBestMae"]["stage"] == "baseline"
     assert "tolerance" not in json.dumps(v) and "rules" not in frozen
-    files = frozen["artifacts"]["figure:baseline_predictions"]["files"]
+    assert frozen["artifacts"]["figure:baseline_predictions"]["files"] == [
+        "results/baseline_predictions.csv", "results/baseline.json"]
+    files = frozen["files"]
     csv = files["results/baseline_predictions.csv"]
     assert csv["columns"] == ["gal_id", "split", "z_true", "knn"] and csv["rows"] == 2 and len(csv["sha256"]) == 64
-    assert csv["arrays"]["knn"] == {"shape": [2], "kind": "float", "values": [0.11, 0.19], "decimals": 2}
+    assert csv["arrays"]["knn"] == {"shape": [2], "kind": "float", "dtype": "float64", "values": [0.11, 0.19],
+                                    "decimals": 2}
     assert csv["arrays"]["split"]["kind"] == "text" and csv["arrays"]["gal_id"]["kind"] == "int"
-    eigen = frozen["artifacts"]["figure:stability_eigenvalues"]["files"]["results/stability/spectral.npz"]
+    eigen = files["results/stability/spectral.npz"]
     assert eigen["arrays"]["eigen"]["shape"] == [8, 30] and "values" not in eigen["arrays"]["eigen"]
     assert eigen["arrays"]["eigen"]["stats"]["q0"] == 0.5 and eigen["arrays"]["k"]["values"] == list(range(8))
-    table = frozen["artifacts"]["table:baseline"]["files"]["paper/generated/tables/baseline.tex"]
+    table = files["paper/generated/tables/baseline.tex"]
     assert table["printed"]["numbers"] == ["0.0431", "9{,}980"]
     # Deterministic: freezing the same outputs twice gives the same bytes (reviewable diffs only).
     first = (tmp_path / "paper" / "reported" / "smoke.json").read_bytes()
@@ -230,6 +233,19 @@ def test_a_written_digit_may_flip_in_cpu_stage_files_but_a_model_answer_may_not(
     assert verdicts(root)[answers] == "MISMATCH"
 
 
+def test_float16_arrays_may_flip_their_last_stored_bit():
+    hidden = np.linspace(-2.4, 2.4, 600).astype(np.float16)
+    flipped = hidden.copy()
+    flipped[[3, 300]] = np.nextafter(hidden[[3, 300]], np.float16(10))  # what another CPU gave (6 of 6144)
+    model = verify.TOLERANCES["model"]
+    assert fingerprint.close_array(fingerprint.array(hidden), fingerprint.array(flipped), model.rtol, model.atol)[0]
+    moved = hidden.copy()
+    moved[100:160] += np.float16(0.05)  # a real change of 60 hidden values
+    assert not fingerprint.close_array(fingerprint.array(hidden), fingerprint.array(moved), model.rtol, model.atol)[0]
+    assert not fingerprint.close_array(fingerprint.array(hidden), fingerprint.array(hidden.astype(np.float32)),
+                                       model.rtol, model.atol)[0]  # another storage dtype
+
+
 def test_shape_columns_and_integer_columns_are_exact(tmp_path):
     root = make_project(tmp_path)
     freeze(root)
@@ -315,8 +331,8 @@ def test_a_format_1_frozen_file_still_verifies_identical_files(tmp_path):
     root = make_project(tmp_path)
     frozen = freeze(root)
     for art in frozen["artifacts"].values():
-        art["files"] = {f: fp["sha256"] for f, fp in art["files"].items()}
-    del frozen["format"]
+        art["files"] = {f: frozen["files"][f]["sha256"] for f in art["files"]}
+    del frozen["format"], frozen["files"]
     (root / "paper/reported/smoke.json").write_text(json.dumps(frozen))
     code, text = run(root)
     assert code == 0 and "older format" in text

@@ -7,13 +7,14 @@ compared with a tolerance and is small enough to stay reviewable in paper/report
 
   * .csv          column names and row count (exact); each column as an array (below)
   * .npy / .npz   array names (exact); each array (below)
-  * .json         every leaf by its path (keys exact; ints, strings, booleans exact; floats with the
-                  tolerance; a list of more than SMALL_N numbers as one array), without the keys that
-                  measure the run (artifacts.MEASURED_JSON_KEY)
+  * .json         every scalar by its path, stored as is (keys exact; ints, strings, booleans exact;
+                  floats with the tolerance); a list of more than SMALL_N numbers as one array;
+                  without the keys that measure the run (artifacts.MEASURED_JSON_KEY)
   * .tex          the printed numbers and the sha256 of the text around them (see `printed`)
   * anything else (text such as .jsonl, rendered .png): sha256 only
 
-An array keeps its shape and kind exactly. Integer, boolean and text arrays are compared exactly
+An array keeps its shape, kind and storage dtype exactly; a float16/float32 element may also move
+by one unit of its last stored bit (float16 hidden states: a flip is 1e-3 relative). Integer, boolean and text arrays are compared exactly
 (a changed count, label or model answer as text must fail). A float array of at most SMALL_N
 elements is stored whole and compared element by element (allclose). A larger one is stored as a
 summary: min, max, quantiles, NaN/inf counts, the sum and two weighted sums with fixed integer-hash
@@ -65,6 +66,7 @@ def array(a: Any) -> dict[str, Any]:
     if a.dtype.kind == "f":
         flat = a.astype(np.float64).ravel()
         out["kind"] = "float"
+        out["dtype"] = a.dtype.name
         if flat.size <= SMALL_N:
             out["values"] = [_float(x) if np.isfinite(x) or np.isnan(x) else str(x) for x in flat]
             return out
@@ -158,27 +160,46 @@ def close_printed(frozen: dict[str, Any], now: dict[str, Any], rel: float = 0.0,
 
 # ---------------------------------------------------------------- files
 
-def _flatten(data: Any, path: str, out: dict[str, Any]) -> None:
+def _flatten(data: Any, path: str, leaves: dict[str, Any], arrays: dict[str, Any]) -> None:
+    """JSON -> {path: scalar} (stored as is: compact and readable) and {path: array fingerprint} for
+    lists of more than SMALL_N numbers."""
     if isinstance(data, dict):
         if not data:
-            out[path + "{}"] = {"kind": "text", "values": ["{}"], "shape": [1]}
+            leaves[path + "{}"] = "{}"
         for k, v in data.items():
-            _flatten(v, f"{path}.{k}" if path else str(k), out)
-    elif isinstance(data, list) and len(data) > SMALL_N and data and all(
+            _flatten(v, f"{path}.{k}" if path else str(k), leaves, arrays)
+    elif isinstance(data, list) and len(data) > SMALL_N and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in data):
-        out[path] = array(np.asarray(data, dtype=np.float64 if any(isinstance(v, float) for v in data)
-                                     else np.int64))
+        floats = any(isinstance(v, float) for v in data)
+        arrays[path] = array(np.asarray(data, dtype=np.float64 if floats else np.int64))
     elif isinstance(data, list):
         if not data:
-            out[path + "[]"] = {"kind": "text", "values": ["[]"], "shape": [1]}
+            leaves[path + "[]"] = "[]"
         for i, v in enumerate(data):
-            _flatten(v, f"{path}[{i}]", out)
-    elif isinstance(data, float):
-        out[path] = array(np.asarray([data], dtype=np.float64))
-    elif isinstance(data, bool) or data is None or isinstance(data, str):
-        out[path] = {"kind": "text", "shape": [1], "values": [json.dumps(data)]}
+            _flatten(v, f"{path}[{i}]", leaves, arrays)
+    elif isinstance(data, float) and not math.isfinite(data):
+        leaves[path] = str(data)  # JSON has no NaN/inf literal in strict readers: keep it as text
     else:
-        out[path] = array(np.asarray([data], dtype=np.int64))
+        leaves[path] = data
+
+
+def close_leaves(frozen: dict[str, Any], now: dict[str, Any], rtol: float, atol: float) -> tuple[bool, float, str]:
+    """JSON scalars by path: keys exact; floats within max(rtol*|b|, atol); everything else exact."""
+    if set(frozen) != set(now):
+        gone, new = sorted(set(frozen) - set(now)), sorted(set(now) - set(frozen))
+        return False, math.inf, f"keys differ (gone {gone[:3]}, new {new[:3]})"
+    worst = 0.0
+    for key in sorted(frozen):
+        x, y = frozen[key], now[key]
+        if x == y and type(x) is type(y):
+            continue
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
+        if not numeric or not any(isinstance(v, float) for v in (x, y)):
+            return False, math.inf, f"{key}: {x!r} -> {y!r}"
+        worst = max(worst, _rel(y, x))
+        if not _close(float(y), float(x), rtol, atol):
+            return False, worst, f"{key}: {x!r} -> {y!r}"
+    return True, worst, ""
 
 
 def _written_decimals(path: Path) -> dict[str, int | None]:
@@ -227,8 +248,10 @@ def fingerprint(path: Path) -> dict[str, Any] | None:
             out["arrays"] = {name: array(npz[name]) for name in sorted(npz.files)}
     elif suffix == ".json":
         leaves: dict[str, Any] = {}
-        _flatten(artifacts._drop_measurements(json.loads(path.read_text(encoding="utf-8"))), "", leaves)
-        out["arrays"] = leaves
+        arrays: dict[str, Any] = {}
+        _flatten(artifacts._drop_measurements(json.loads(path.read_text(encoding="utf-8"))), "", leaves, arrays)
+        out["leaves"] = leaves
+        out["arrays"] = arrays
     elif suffix == ".tex":
         out["printed"] = printed(path.read_text(encoding="utf-8"))
     return out
@@ -260,6 +283,12 @@ def close_array(frozen: dict[str, Any], now: dict[str, Any], rtol: float, atol: 
     if frozen.get("kind") != "float":
         same = frozen.get("values") == now.get("values") and frozen.get("sha256") == now.get("sha256")
         return same, 0.0 if same else math.inf, "" if same else f"{frozen['kind']} values differ"
+    if frozen.get("dtype", now.get("dtype")) != now.get("dtype"):
+        return False, math.inf, f"dtype {frozen.get('dtype')} -> {now.get('dtype')}"
+    # Stored in float16/float32, a value that moved by 1e-8 can flip its last stored bit: allow one
+    # unit there (2 eps covers the edge of a binade). float64 (CSV, JSON) adds nothing.
+    if now.get("dtype") in ("float16", "float32"):
+        rtol = max(rtol, 2 * float(np.finfo(now["dtype"]).eps))
     # Rounding errors scale with the operands: an element near zero moves like the array's largest.
     atol = max(atol, rtol * _magnitude(now))
     if "values" in frozen or "values" in now:
@@ -272,7 +301,7 @@ def close_array(frozen: dict[str, Any], now: dict[str, Any], rtol: float, atol: 
                 continue
             if not all(isinstance(v, (int, float)) for v in (x, y)):
                 return False, math.inf, f"[{i}] {x} -> {y}"
-            worst = max(worst, _rel(y, x))
+            worst = max(worst, abs(x - y) / max(abs(x), atol / max(rtol, 1e-300), 1e-300))
             if not bad and not _close(y, x, rtol, atol):
                 bad = f"[{i}] {x!r} -> {y!r}"
         return not bad, worst, bad
@@ -313,11 +342,15 @@ def close_file(frozen: dict[str, Any], now: dict[str, Any], rtol: float, atol: f
     for key in ("columns", "rows"):
         if frozen.get(key) != now.get(key):
             return False, math.inf, f"{key} differ"
+    worst = 0.0
+    if "leaves" in frozen or "leaves" in now:
+        ok, worst, why = close_leaves(frozen.get("leaves") or {}, now.get("leaves") or {}, rtol, atol)
+        if not ok:
+            return False, worst, why
     fa, na = frozen["arrays"], now["arrays"]
     if set(fa) != set(na):
         gone, new = sorted(set(fa) - set(na)), sorted(set(na) - set(fa))
         return False, math.inf, f"keys differ (gone {gone[:3]}, new {new[:3]})"
-    worst = 0.0
     for name in sorted(fa):
         # The regenerated file's written decimals; the frozen file's can only make this tighter.
         d = na[name].get("decimals") if written_units else None

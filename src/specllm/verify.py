@@ -294,13 +294,19 @@ def gpu_involved(root: Path, profile: str) -> bool:
 # ---------------------------------------------------------------- freeze
 
 def artifact_entries(root: Path) -> dict[str, dict[str, Any]]:
-    """{"figure:stem" | "table:stem": {files: {path: fingerprint}, made_by, machine}}."""
+    """{"figure:stem" | "table:stem": {files: [paths], made_by, machine}}."""
     out = {}
     for art in artifacts.discover(root, GENERATED):
-        files = artifacts.data_files(art, root, GENERATED)
-        out[art.id] = {"files": {f: fingerprint.fingerprint(Path(root) / f) for f in files},
-                       "made_by": art.made_by, "machine": art.machine}
+        out[art.id] = {"files": artifacts.data_files(art, root, GENERATED), "made_by": art.made_by,
+                       "machine": art.machine}
     return out
+
+
+def file_fingerprints(root: Path, arts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """{path: fingerprint} of every file the artifacts are drawn from (each file once: a data file
+    shared by two figures is stored and compared once, and shown in both figures' rows)."""
+    paths = sorted({f for art in arts.values() for f in art["files"]})
+    return {f: fingerprint.fingerprint(Path(root) / f) for f in paths}
 
 
 def build_frozen(root: Path) -> dict[str, Any]:
@@ -311,6 +317,7 @@ def build_frozen(root: Path) -> dict[str, Any]:
     if "Profile" in values and values["Profile"]["value"] != profile:
         raise InputError(root / VALUES, "Profile", f"written for profile '{values['Profile']['value']}', but "
                          f"params.yaml says '{profile}'", "run `dvc repro` first")
+    arts = artifact_entries(root)
     entries = {}
     for name, m in sorted(values.items()):
         entries[name] = {k: m.get(k) for k in ("key", "kind", "precision", "value", "text", "source")}
@@ -324,7 +331,8 @@ def build_frozen(root: Path) -> dict[str, Any]:
                       "chooses each from the regenerated value's kind and stage; verify never reads "
                       "a tolerance, kind, stage or gpu flag from this file",
         "values": entries,
-        "artifacts": artifact_entries(root),
+        "artifacts": arts,
+        "files": file_fingerprints(root, arts),
     }
 
 
@@ -462,6 +470,7 @@ def compare(frozen: Mapping[str, Any], values: Mapping[str, Mapping[str, Any]], 
         rows.append(Row(name, where, _show(f.get("value")), _show(now["value"]) + (f" {note}" if note else ""),
                         rule.label, verdict))
     current = artifact_entries(root)
+    now_files = file_fingerprints(root, current)
     fa = frozen.get("artifacts", {})
     for aid in sorted(set(fa) | set(current)):
         f, now = fa.get(aid), current.get(aid)
@@ -474,10 +483,13 @@ def compare(frozen: Mapping[str, Any], values: Mapping[str, Mapping[str, Any]], 
             continue
         art = artifacts.REGISTRY.get(aid)
         machine = bool(art.machine) if art else False
-        for file in sorted(set(f.get("files") or {}) | set(now["files"])):
-            a, b = (f.get("files") or {}).get(file), now["files"].get(file)
+        # Format 2: paths here, fingerprints in frozen["files"]; format 1: {path: sha256} here.
+        old = f.get("files") if isinstance(f.get("files"), Mapping) else {}
+        frozen_files = {p: (frozen.get("files") or {}).get(p) for p in (f.get("files") or [])} if not old else old
+        for file in sorted(set(frozen_files) | set(now["files"])):
             rule = file_rule(file, stage_of(file, outs), gpu, machine)
-            rows.append(_file_row(f"{aid} {file}", where, a, b, rule))
+            b = now_files.get(file) if file in now["files"] else None
+            rows.append(_file_row(f"{aid} {file}", where, frozen_files.get(file), b, rule))
     return rows
 
 
