@@ -74,7 +74,7 @@ def test_a_perturbed_smoke_run_is_reproduced_within_tolerance(perturbed):
     assert n["within tolerance"] > 0, "the perturbation changed nothing: it proves nothing"
     lines: list[str] = []
     assert verify.verify(perturbed, repro=False, out=lines.append) == 0
-    assert "verify: OK (reproduced within tolerance)" in lines[-1] and " 0 " not in lines[-1].split(":")[-1][:3]
+    assert "verify: OK (reproduced within tolerance)" in lines[-1]
 
 
 def test_an_altered_result_still_fails(perturbed):
