@@ -269,6 +269,7 @@ def test_the_frozen_file_cannot_loosen_a_tolerance(tmp_path):
         entry["tolerance"] = {"mode": "close", "rel": 1.0, "abs": 1.0}
         entry["stage"] = "train_default"
     frozen["gpu_run"] = True
+    frozen["profile"] = "paper"  # a GPU profile: verify() refuses the file, compare() ignores the field
     frozen["rules"] = {"gpu_stage_re": ".*", "gpu_tolerance": {"float": {"rel": 1.0, "abs": 1.0}}}
     frozen["tolerances"] = {"cpu": {"rtol": 1.0, "atol": 1.0}}
     for art in frozen["artifacts"].values():
@@ -278,6 +279,8 @@ def test_the_frozen_file_cannot_loosen_a_tolerance(tmp_path):
     v = verdicts(root)
     assert v["BaselineBestMae"] == v["LoraBestMae"] == "MISMATCH"
     assert v["figure:baseline_predictions results/baseline.json"] == "MISMATCH"
+    frozen["profile"] = "smoke"
+    (root / "paper/reported/smoke.json").write_text(json.dumps(frozen))
     code, text = run(root)
     assert code == 1 and "says its values came from a GPU run" in text
 

@@ -465,8 +465,7 @@ def compare(frozen: Mapping[str, Any], values: Mapping[str, Mapping[str, Any]], 
     root = Path(root)
     used, arts_used = where_in_paper(root)
     outs = source_stages(root)
-    profile = str(frozen.get("profile") or active_profile(root))
-    gpu = gpu_involved(root, profile)
+    gpu = gpu_involved(root, active_profile(root))  # params.yaml's profile, never the frozen file's
     rows: list[Row] = []
     fv = frozen.get("values", {})
     for name in sorted(set(fv) | set(values)):
