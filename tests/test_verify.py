@@ -343,6 +343,15 @@ def test_a_format_1_frozen_file_still_verifies_identical_files(tmp_path):
     assert verdicts(root)["figure:baseline_predictions results/baseline_predictions.csv"] == "MISMATCH"
 
 
+def test_an_unreadable_data_file_fails_with_its_error(tmp_path):
+    root = make_project(tmp_path)
+    freeze(root)
+    (root / "results" / "baseline_predictions.csv").write_text("")
+    rows = {r.name: r for r in verify.compare(json.loads((root / "paper/reported/smoke.json").read_text()),
+                                               verify.load_values(root), root)}
+    assert rows[CSV].verdict == "MISMATCH" and "unreadable: EmptyDataError" in rows[CSV].regenerated
+
+
 def test_verify_without_a_frozen_file_says_how_to_make_one(tmp_path):
     root = make_project(tmp_path)
     with pytest.raises(InputError, match="make freeze"):

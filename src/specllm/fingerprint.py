@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -229,7 +230,20 @@ def fingerprint(path: Path) -> dict[str, Any] | None:
     path = Path(path)
     if not path.is_file():
         return None
-    out: dict[str, Any] = {"sha256": artifacts.digest(path)}
+    try:
+        out: dict[str, Any] = {"sha256": artifacts.digest(path)}
+        _values(path, out)
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as err:  # empty/corrupt CSV, bad JSON, bad npz
+        from specllm.io import sha256_file
+
+        return {"sha256": sha256_file(path), "unreadable": f"{type(err).__name__}: {err}"[:200]}
+    return out
+
+
+def _values(path: Path, out: dict[str, Any]) -> None:
+    """Add what value comparison needs to a file's fingerprint `out` (see the module docstring)."""
+    from specllm import artifacts
+
     suffix = path.suffix.lower()
     if suffix == ".csv":
         import pandas as pd
@@ -254,7 +268,6 @@ def fingerprint(path: Path) -> dict[str, Any] | None:
         out["arrays"] = arrays
     elif suffix == ".tex":
         out["printed"] = printed(path.read_text(encoding="utf-8"))
-    return out
 
 
 # ---------------------------------------------------------------- comparison
@@ -333,6 +346,8 @@ def close_file(frozen: dict[str, Any], now: dict[str, Any], rtol: float, atol: f
     """(ok, worst relative difference, why not) for two file fingerprints. written_units > 0: a CSV
     column written with d decimals may also move by written_units x 10^-d (d from the regenerated
     file, never from the frozen one)."""
+    if "unreadable" in now or "unreadable" in frozen:
+        return False, math.inf, f"unreadable: {now.get('unreadable') or frozen.get('unreadable')}"
     if "printed" in frozen or "printed" in now:
         if "printed" not in frozen or "printed" not in now:
             return False, math.inf, "no printed values recorded"
