@@ -209,8 +209,9 @@ GPU_PRINTED = (0.02, 2.0)
 @dataclass(frozen=True)
 class Rule:
     """How one row is compared. mode: exact (values equal; text by the printed rule), close (floats
-    within tol), info (never fails), advisory (differences shown, never fail: a rendered image, or a
-    model-stage data file of a GPU run, whose numbers the macros check)."""
+    within tol), sha256 (text data: identical or a mismatch), info (never fails), advisory
+    (differences shown, never fail: a rendered image, or a model-stage data file of a GPU run, whose
+    numbers the macros check)."""
 
     mode: str
     tol: Tol | None = None
@@ -272,7 +273,7 @@ def file_rule(path: str, stage: str | None, gpu: bool, machine: bool) -> Rule:
             return Rule("exact", printed_rel=GPU_PRINTED[0], printed_units=GPU_PRINTED[1], label="printed (GPU)")
         return Rule("exact", label=f"printed ±{PRINTED_UNITS:g} last digit")
     if suffix not in (".csv", ".npy", ".npz", ".json"):
-        return Rule("exact", label="sha256 (text)")
+        return Rule("sha256", label="sha256 (text)")
     group = numerics(stage)
     tol = TOLERANCES[group]
     if on_gpu:
@@ -517,7 +518,7 @@ def _file_row(name: str, where: str, a: Any, b: Mapping[str, Any] | None, rule: 
         return Row(name, where, shown_a, shown_b, rule.label, "identical")
     if rule.mode == "info":
         return Row(name, where, shown_a, shown_b, rule.label, "differs (info)")
-    if rule.label.startswith("sha256 (text)"):
+    if rule.mode == "sha256":  # text data (.jsonl): no tolerance below "identical"
         return Row(name, where, shown_a, shown_b, rule.label, "MISMATCH")
     tol = rule.tol or Tol(0.0, 0.0)
     ok, worst, why = fingerprint.close_file(a, b, tol.rtol, tol.atol, rule.printed_rel, rule.printed_units,
