@@ -425,3 +425,12 @@ def test_the_measured_cross_host_differences_pass_but_printing_the_same_is_not_e
     assert verify.within(0.007552604785513424, 0.007552607769614063, rule.tol)     # NMAD, 4.0e-7 relative
     # Prints 0.0134 like the frozen value, but moved 150 times more than another CPU moves it.
     assert not verify.within(0.013388501540947647, 0.013388501540947647 + 2e-5, rule.tol)
+
+
+def test_text_data_and_rendered_images_have_no_value_level():
+    text = verify.file_rule("data/serialized/train.jsonl", "serialize", False, False)
+    row = verify._file_row("figure:x data/serialized/train.jsonl", "-", {"sha256": "a" * 64}, {"sha256": "b" * 64}, text)
+    assert text.mode == "sha256" and row.verdict == "MISMATCH"
+    png = verify.file_rule("paper/generated/figures/real_vs_reconstructed.png", None, False, False)
+    row = verify._file_row("figure:y", "-", {"sha256": "a" * 64}, {"sha256": "b" * 64}, png)
+    assert row.verdict == "differs (advisory)"
