@@ -1,8 +1,9 @@
 """The paper's tables and figures: which code makes each, and which data files it is drawn from.
 
 One registry that three consumers share:
-  * `specllm verify` checks each figure's underlying data (the files below) by sha256, and each
-    table by the sha256 of its generated .tex (a table *is* its data: the numbers it prints);
+  * `specllm verify` checks each figure's underlying data (the files below) and each table's
+    generated .tex (a table *is* its data: the numbers it prints) by sha256 for the "identical"
+    level and by value (specllm.fingerprint) for "within tolerance";
   * the `provenance` stage records, for each, the stage and script that made it, and writes the
     caption link macros (\\LinkFigure<Stem>, \\LinkTable<Stem>) that point at `made_by`;
   * the lead adds new figures/tables here (e.g. the LoRA ablation) next to the report code.
