@@ -29,7 +29,7 @@ export SOURCE_DATE_EPOCH := 1735689600
 # CUDA_VISIBLE_DEVICES numbers GPUs as NVML (the preflight) does: by PCI bus (src/specllm/__init__.py).
 export CUDA_DEVICE_ORDER ?= PCI_BUS_ID
 
-.PHONY: help setup lock lock-cuda data preflight reproduce push paper verify freeze compare paperlint image docker-reproduce test test-fast lint clean bench
+.PHONY: help setup lock lock-cuda data preflight reproduce push paper verify freeze compare paperlint image docker-reproduce test test-fast lint clean bench gpu-check
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -155,6 +155,11 @@ test-fast: $(VENV)/.installed ## Run the tests that take seconds (skip pipeline 
 BENCH_ARGS ?= --model base
 bench: $(VENV)/.installed ## Benchmarks side by side -> results/bench/bench.{json,md} (BENCH_ARGS="--model tiny --quick", add --pipeline for the DAG timings)
 	$(PY) -m specllm.bench $(BENCH_ARGS)
+
+GPU_CHECK_ARGS ?= --model random-smollm2
+gpu-check: ## One Ampere+ GPU, <= 10 min: preflight, bf16 matmul, probe, LoRA MFU, DPO memory -> results/gpu_check/ (GPU_CHECK_ARGS)
+	@# Needs only torch, transformers, peft, numpy and pandas: no DVC, no data/raw, no project install.
+	PYTHONPATH=$(CURDIR)/src $(or $(wildcard $(PY)),python3) -m specllm.bench.gpu_check $(GPU_CHECK_ARGS)
 
 lint: $(VENV)/.installed ## ruff over the code and tests
 	$(VENV)/bin/ruff check src tests

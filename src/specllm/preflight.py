@@ -271,11 +271,21 @@ def hub_token() -> str | None:
 # --- how much memory a stage needs -----------------------------------------------------------------
 
 
+FORCE_BF16_ENV = "SPECLLM_FORCE_BF16"
+
+
+def bf16_forced() -> bool:
+    """SPECLLM_FORCE_BF16=1: compute in bf16 wherever the stages run, the CPU included, so that a CPU
+    run takes the GPU's dtype path (tests/test_bf16_cpu.py); the outputs are then not the profile's."""
+    return os.environ.get(FORCE_BF16_ENV, "") == "1"
+
+
 def dtype_for(capability: tuple[int, int] | None) -> str:
-    """The dtype the stages compute in (as specllm.train.lora.choose_device_dtype): bf16 from compute
-    capability 8.0 (Ampere) on; fp32 below (a T4's bf16 is only emulated, and fp16 would need loss
-    scaling) and on the CPU (capability None)."""
-    if capability is not None and tuple(capability) >= MIN_CAPABILITY:
+    """The dtype the stages compute in, the project's one bf16 policy (specllm.train.lora.
+    choose_device_dtype applies it too): bf16 from compute capability 8.0 (Ampere) on; fp32 below (a
+    T4's bf16 is only emulated, and fp16 would need loss scaling) and on the CPU (capability None),
+    unless SPECLLM_FORCE_BF16=1 (bf16 everywhere)."""
+    if bf16_forced() or (capability is not None and tuple(capability) >= MIN_CAPABILITY):
         return "bf16"
     return "fp32"
 
@@ -735,6 +745,10 @@ def run(profile: str | None = None, stages: Sequence[str] = STAGE_KINDS, *, para
     build = torch_cuda_build()
     report.add("torch", True, describe_torch(build))
     check_gpu(report, query_gpus() if gpus is None else gpus, build, workloads)
+    if report.device == "cpu":
+        report.dtype = dtype_for(None)
+        if bf16_forced():
+            report.add("dtype", True, f"bf16 on the CPU ({FORCE_BF16_ENV}=1: the GPU's dtype path, not the profile's numbers)")
     check_disk(report, params, root, model_shape(params, root))
     check_weights(report, params, root)
     check_data(report, params, root)

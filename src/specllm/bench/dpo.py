@@ -37,17 +37,20 @@ def isolated(variant: str, model_kind: str, work: str, n_pairs: int, batch_size:
     from specllm.train.lora import make_lora_model
     from specllm.train.settings import TrainSettings
 
+    from specllm.train.lora import choose_device_dtype
+
     d = model_dir(model_kind, Path(work))
-    base, tok = load_base(d)
+    device, dtype = choose_device_dtype()  # as the stability_dpo stage: bf16 on an Ampere-or-newer GPU
+    base, tok = load_base(d, dtype=dtype)
     model_bytes = dpo.model_bytes(base)
-    model = make_lora_model(base, TrainSettings())
+    model = make_lora_model(base, TrainSettings()).to(device)
     prompts, chosen, rejected = _pairs(tok, d, n_pairs)
     pad = pad_id(tok)
     t0 = time.perf_counter()
     if variant == "adapter_ref":
         dpo.train_dpo(model, prompts, chosen, rejected, pad=pad, beta=0.1, lr=1e-5, epochs=1, batch_size=batch_size, seed=0)
     else:
-        ref = load_base(d)[0].requires_grad_(False) if variant == "second_ref" else None
+        ref = load_base(d, dtype=dtype)[0].requires_grad_(False).to(device) if variant == "second_ref" else None
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=1e-5)
         model.train()
