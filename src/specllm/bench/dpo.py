@@ -34,10 +34,8 @@ def isolated(variant: str, model_kind: str, work: str, n_pairs: int, batch_size:
     from specllm.evaluate.generate import pad_id
     from specllm.model.load import load_base
     from specllm.stability import dpo
-    from specllm.train.lora import make_lora_model
+    from specllm.train.lora import choose_device_dtype, make_lora_model
     from specllm.train.settings import TrainSettings
-
-    from specllm.train.lora import choose_device_dtype
 
     d = model_dir(model_kind, Path(work))
     device, dtype = choose_device_dtype()  # as the stability_dpo stage: bf16 on an Ampere-or-newer GPU
