@@ -29,7 +29,7 @@ export SOURCE_DATE_EPOCH := 1735689600
 # CUDA_VISIBLE_DEVICES numbers GPUs as NVML (the preflight) does: by PCI bus (src/specllm/__init__.py).
 export CUDA_DEVICE_ORDER ?= PCI_BUS_ID
 
-.PHONY: help setup lock lock-cuda data preflight reproduce push paper verify freeze compare paperlint image docker-reproduce test test-fast lint clean bench gpu-check
+.PHONY: help setup lock lock-cuda data preflight reproduce push paper verify freeze compare paperlint image docker-reproduce test test-fast lint clean bench gpu-check image-rehearsal
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -137,6 +137,9 @@ paperlint: $(VENV)/.installed ## Fail on numbers typed by hand in the paper's te
 
 image: ## Build the CUDA container (Docker): make image [IMAGE=specllm:cuda]
 	docker build -t $(IMAGE) .
+
+image-rehearsal: ## Build the Dockerfile with podman on a local Debian base (no Docker, registry or GPU) and run smoke inside it (~40 min, root)
+	nice -n 10 docker/rehearsal.sh
 
 docker-reproduce: ## make reproduce in the CUDA container on this checkout: GPU, DVC cache, params, HF cache and credentials mounted
 	@mkdir -p "$(HF_CACHE)"
