@@ -77,8 +77,14 @@ def run(model_kind: str, work: Path, *, n_pairs: int, batch_size: int, say) -> d
     for variant in ("policy_only", "adapter_ref", "second_ref"):
         r = run_isolated("dpo", {"variant": variant, "model_kind": model_kind, "work": str(work), "n_pairs": n_pairs,
                                  "batch_size": batch_size})
+        # On a GPU the peak that matters is the device's (torch.cuda.max_memory_allocated), else the RSS.
+        cuda = r.get("cuda_peak_bytes") is not None
+        peak = r["cuda_peak_bytes"] if cuda else r["peak_rss_bytes"]
+        r.update(peak_bytes=peak, peak_kind="cuda" if cuda else "rss", peak_vs_model=peak / r["model_bytes"])
         out[variant] = r
-        say(f"dpo {variant}: peak RSS {r['peak_rss_bytes'] / 2**30:.3f} GiB ({r['seconds']:.1f} s)")
+        say(f"dpo {variant}: peak RSS {r['peak_rss_bytes'] / 2**30:.3f} GiB"
+            + (f", peak CUDA {peak / 2**30:.3f} GiB = {r['peak_vs_model']:.2f}x one model copy" if cuda else "")
+            + f" ({r['seconds']:.1f} s)")
     single = out["policy_only"]["peak_rss_bytes"]
     out["adapter_ref_vs_single"] = out["adapter_ref"]["peak_rss_bytes"] / single
     out["second_ref_vs_single"] = out["second_ref"]["peak_rss_bytes"] / single

@@ -33,6 +33,7 @@ import platform
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -85,21 +86,6 @@ def run_train(kind: str, work: Path, peak: float, sizes: dict) -> dict[str, Any]
     return r
 
 
-def run_dpo(kind: str, work: Path, sizes: dict) -> dict[str, Any]:
-    out: dict[str, Any] = dict(sizes)
-    for variant in ("policy_only", "adapter_ref", "second_ref"):
-        r = run_isolated("dpo", {"variant": variant, "model_kind": kind, "work": str(work), **sizes})
-        peak = r["cuda_peak_bytes"] if r.get("cuda_peak_bytes") is not None else r["peak_rss_bytes"]
-        r.update(peak_bytes=peak, peak_kind="cuda" if r.get("cuda_peak_bytes") is not None else "rss",
-                 peak_vs_model=peak / r["model_bytes"])
-        out[variant] = r
-        say(f"dpo {variant}: peak {r['peak_kind']} {peak / 2**30:.3f} GiB = {r['peak_vs_model']:.2f}x one model copy "
-            f"({r['model_bytes'] / 2**30:.3f} GiB) in {r['seconds']:.1f} s")
-    out["adapter_ref_vs_policy_only"] = out["adapter_ref"]["peak_bytes"] / out["policy_only"]["peak_bytes"]
-    out["second_ref_vs_policy_only"] = out["second_ref"]["peak_bytes"] / out["policy_only"]["peak_bytes"]
-    return out
-
-
 def _free(device: str) -> None:
     import gc
 
@@ -144,7 +130,8 @@ def markdown(r: dict[str, Any]) -> str:
             f"{m['weights']}); torch {m['torch']} ({m['torch_build']}); {m['date']}; {m['wall_s']:.0f} s.\n\n")
     lines = ["| check | figure | measured |", "| --- | --- | --- |"]
     lines += ["| " + " | ".join(report.cell(x) for x in row) + " |" for row in rows(r)]
-    return head + "\n".join(lines) + "\n"
+    errors = "".join(f"\n{name} failed: {text.strip().splitlines()[-1]}\n" for name, text in r.get("errors", {}).items())
+    return head + "\n".join(lines) + "\n" + errors
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -159,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import torch
 
+    from specllm.bench import dpo
     from specllm.model.load import load_base
     from specllm.train.lora import choose_device_dtype
 
@@ -188,15 +176,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                  "python": platform.python_version(), "date": datetime.date.today().isoformat(),
                  "data": "data/raw" if (paths.ROOT / "data" / "raw" / "manifest.json").is_file() else "synthetic"},
         "preflight": pf, "matmul": mm}
-    if "probe" not in args.skip:
-        p = results["probe"] = run_probe(args.model, work, device, dtype, n, mm["flops_per_s"], size["probe"])
+    checks = {"probe": lambda: run_probe(args.model, work, device, dtype, n, mm["flops_per_s"], size["probe"]),
+              "train": lambda: run_train(args.model, work, mm["flops_per_s"], size["train"]),
+              "dpo": lambda: dpo.run(args.model, work, say=say, **size["dpo"])}
+    for name, check in checks.items():
+        if name in args.skip:
+            continue
+        # One failing check must not cost the others' figures (GPU time is scarce): its error is recorded,
+        # the table says "not measured" and the exit status is 1.
+        try:
+            results[name] = check()
+        except Exception as err:  # noqa: BLE001
+            results.setdefault("errors", {})[name] = "".join(traceback.format_exception(err))[-4000:]
+            say(f"{name} FAILED: {type(err).__name__}: {err}")
+            _free(device)
+    if "probe" in results:
+        p = results["probe"]
         say(f"probe: naive {p['naive']['prompts_per_s']:.1f}, batched {p['batched']['prompts_per_s']:.1f}, prefix cache "
             f"{p['prefix']['prompts_per_s']:.1f} prompts/s")
-    if "train" not in args.skip:
-        t = results["train"] = run_train(args.model, work, mm["flops_per_s"], size["train"])
+    if "train" in results:
+        t = results["train"]
         say(f"train: {t['tokens_per_s']:,.0f} tokens/s, MFU {t['mfu']:.1%} of the measured matmul rate")
-    if "dpo" not in args.skip:
-        results["dpo"] = run_dpo(args.model, work, size["dpo"])
     if args.pipeline:
         from specllm.bench import pipeline
 
@@ -210,4 +210,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    sys.exit(1 if main().get("errors") else 0)
