@@ -29,10 +29,13 @@ for tool in podman runc debootstrap git; do
 done
 [ "$(id -u)" = 0 ] || { echo "error: run as root (rootful podman; debootstrap needs root)"; exit 1; }
 
+# runc sets RLIMIT_NOFILE to podman's default (1048576), which a process may not raise above its own
+# hard limit: ask for this shell's limits instead, for podman run and for podman build's RUN steps.
+nofile="$(ulimit -Sn):$(ulimit -Hn)"
 export CONTAINERS_CONF="$WORK/containers.conf"
-cat > "$CONTAINERS_CONF" <<'EOF'
+cat > "$CONTAINERS_CONF" <<EOF
 [containers]
-default_ulimits = ["nofile=65536:65536"]
+default_ulimits = ["nofile=$nofile"]
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
@@ -64,7 +67,8 @@ fi
 # --- the build: the same Dockerfile, two build args ---
 log "building $IMAGE from $ROOT/Dockerfile (BASE_IMAGE=$BASE, PYTHON_SOURCE=system)"
 t0=$(seconds)
-podman build --pull=never --network host --build-arg BASE_IMAGE="$BASE" --build-arg PYTHON_SOURCE=system \
+# --format docker: the OCI format has no SHELL, and the Dockerfile's RUN steps rely on its pipefail.
+podman build --format docker --ulimit "nofile=$nofile" --pull=never --network host --build-arg BASE_IMAGE="$BASE" --build-arg PYTHON_SOURCE=system \
     -t "$IMAGE" -f "$ROOT/Dockerfile" "$ROOT" >"$WORK/build.log" 2>&1 \
     || { tail -40 "$WORK/build.log"; echo "error: the build failed; log: $WORK/build.log"; exit 1; }
 build_s=$(elapsed "$t0")
