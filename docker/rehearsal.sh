@@ -29,13 +29,15 @@ for tool in podman runc debootstrap git; do
 done
 [ "$(id -u)" = 0 ] || { echo "error: run as root (rootful podman; debootstrap needs root)"; exit 1; }
 
-# runc sets RLIMIT_NOFILE to podman's default (1048576), which a process may not raise above its own
-# hard limit: ask for this shell's limits instead, for podman run and for podman build's RUN steps.
+# runc sets RLIMIT_NOFILE and RLIMIT_NPROC to podman's defaults, which a process without
+# CAP_SYS_RESOURCE (as in this sandbox) may not raise above its own hard limits: ask for limits within
+# them, for podman run and for podman build's RUN steps.
 nofile="$(ulimit -Sn):$(ulimit -Hn)"
+nproc="8192:8192"  # podman's own NPROC limit is lower than this shell's here, and runc may not raise it
 export CONTAINERS_CONF="$WORK/containers.conf"
 cat > "$CONTAINERS_CONF" <<EOF
 [containers]
-default_ulimits = ["nofile=$nofile"]
+default_ulimits = ["nofile=$nofile", "nproc=$nproc"]
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
@@ -68,7 +70,7 @@ fi
 log "building $IMAGE from $ROOT/Dockerfile (BASE_IMAGE=$BASE, PYTHON_SOURCE=system)"
 t0=$(seconds)
 # --format docker: the OCI format has no SHELL, and the Dockerfile's RUN steps rely on its pipefail.
-podman build --format docker --ulimit "nofile=$nofile" --pull=never --network host --build-arg BASE_IMAGE="$BASE" --build-arg PYTHON_SOURCE=system \
+podman build --format docker --ulimit "nofile=$nofile" --ulimit "nproc=$nproc" --pull=never --network host --build-arg BASE_IMAGE="$BASE" --build-arg PYTHON_SOURCE=system \
     -t "$IMAGE" -f "$ROOT/Dockerfile" "$ROOT" >"$WORK/build.log" 2>&1 \
     || { tail -40 "$WORK/build.log"; echo "error: the build failed; log: $WORK/build.log"; exit 1; }
 build_s=$(elapsed "$t0")

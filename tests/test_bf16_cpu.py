@@ -32,6 +32,7 @@ def test_one_bf16_policy_forced_on_the_cpu(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # bf16 on a CPU is emulated in part: slower than the fp32 smoke run
 def test_smoke_pipeline_in_bf16_on_the_cpu(tmp_path, monkeypatch):
     monkeypatch.setenv(preflight.FORCE_BF16_ENV, "1")
     repo = fresh_copy(tmp_path / "specllm")
