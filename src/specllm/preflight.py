@@ -14,7 +14,7 @@ check in this order:
   GPU memory     free memory covers the stage's estimate (`estimate_memory`, formula below)
   disk           free disk for the outputs (weights twice: workspace and DVC cache)
   weights        the base model is there (models/base, a local folder, the Hugging Face cache) or
-                 the hub answers for it (HF_TOKEN)
+                 the hub answers for it (huggingface_hub's token: HF_TOKEN or `hf auth login`)
   data           the profile's data is there or can be built/downloaded
 
 The paper profile needs every GPU check to pass. smoke and small run on the CPU, so for them a
@@ -95,16 +95,28 @@ class GpuInfo:
                 f"{self.free_bytes / GIB:.1f} GiB free of {self.total_bytes / GIB:.1f} GiB{drv}{cuda}")
 
 
+class DeviceOrderUnknown(Exception):
+    """CUDA_VISIBLE_DEVICES names GPUs by CUDA index under CUDA's default (fastest-first) order, which
+    NVML (PCI bus order) cannot reproduce: torch has to answer."""
+
+
 def _visible(indices: Sequence[int], uuids: Sequence[str]) -> list[int]:
-    """Positions among the NVML devices that CUDA_VISIBLE_DEVICES leaves visible, in its order."""
+    """Positions among the NVML devices that CUDA_VISIBLE_DEVICES leaves visible, in its order.
+
+    NVML numbers GPUs in PCI bus order; CUDA_VISIBLE_DEVICES's numbers are CUDA's, which equal
+    PCI bus order only under CUDA_DEVICE_ORDER=PCI_BUS_ID (specllm/__init__.py sets it for every
+    specllm process, the Makefile and the image export it). UUIDs match either way."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is None:
         return list(indices)
+    pci_order = os.environ.get("CUDA_DEVICE_ORDER", "FASTEST_FIRST") == "PCI_BUS_ID"
     chosen: list[int] = []
     for item in (s.strip() for s in env.split(",")):
         if not item:
             break
         if item.lstrip("-").isdigit():
+            if not pci_order and len(indices) > 1:
+                raise DeviceOrderUnknown(env)
             if int(item) < 0 or int(item) not in indices:
                 break  # CUDA stops at the first invalid entry
             chosen.append(int(item))
@@ -180,8 +192,19 @@ def query_gpus() -> list[GpuInfo]:
         return []
     try:
         return _query_nvml()
-    except Exception:  # noqa: BLE001 - no nvidia-ml-py, no driver, no libnvidia-ml: ask torch
+    except Exception:  # noqa: BLE001 - no nvidia-ml-py, no driver, no libnvidia-ml, DeviceOrderUnknown: ask torch
         return _query_torch()
+
+
+def describe_torch(build: tuple[str | None, str | None]) -> str:
+    """Which torch runs and for which device, for the preflight's output and the bench (the version
+    policy: the CUDA image runs torch 2.10.0 built with CUDA 12.8, requirements/cuda.lock; the CPU
+    environment torch 2.13.0+cpu, requirements.lock)."""
+    version, cuda = build
+    if version is None:
+        return "not installed"
+    lock = "requirements/cuda.lock" if os.environ.get("SPECLLM_IMAGE") else "requirements.lock"
+    return f"{version}, " + (f"CUDA {cuda} build" if cuda else "CPU build") + f" (environment from {lock})"
 
 
 def torch_cuda_build() -> tuple[str | None, str | None]:
@@ -227,23 +250,46 @@ def reachable(url: str, timeout: float = 5.0, headers: Mapping[str, str] | None 
 def hub_status(hub_id: str, revision: str, timeout: float = 5.0) -> tuple[bool, str]:
     """Whether the Hugging Face hub serves hub_id at revision to this machine's token (HF_TOKEN)."""
     endpoint = os.environ.get("HF_ENDPOINT", HUB_ENDPOINT).rstrip("/")
-    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    token = hub_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     ok, detail = reachable(f"{endpoint}/api/models/{hub_id}/revision/{revision or 'main'}", timeout, headers)
     if not ok and detail in ("HTTP 401", "HTTP 403"):
-        detail += (" (gated model: accept its licence on the hub and export HF_TOKEN)" if token
-                   else " (no HF_TOKEN in the environment)")
+        detail += (" (gated model: accept its licence on the hub with the account of this token)" if token
+                   else " (no Hugging Face token: neither HF_TOKEN nor `hf auth login`)")
     return ok, detail
+
+
+def hub_token() -> str | None:
+    """The token huggingface_hub itself would send: HF_TOKEN, else the file `hf auth login` wrote
+    (HF_HOME/token), as the model stage's snapshot_download does."""
+    try:
+        from huggingface_hub import get_token
+    except ImportError:
+        return os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or None
+    try:
+        return get_token()
+    except Exception:  # noqa: BLE001 - e.g. a failed OIDC exchange: treat as "no token"
+        return None
 
 
 # --- how much memory a stage needs -----------------------------------------------------------------
 
 
+FORCE_BF16_ENV = "SPECLLM_FORCE_BF16"
+
+
+def bf16_forced() -> bool:
+    """SPECLLM_FORCE_BF16=1: compute in bf16 wherever the stages run, the CPU included, so that a CPU
+    run takes the GPU's dtype path (tests/test_bf16_cpu.py); the outputs are then not the profile's."""
+    return os.environ.get(FORCE_BF16_ENV, "") == "1"
+
+
 def dtype_for(capability: tuple[int, int] | None) -> str:
-    """The dtype the stages compute in (as specllm.train.lora.choose_device_dtype): bf16 from compute
-    capability 8.0 (Ampere) on; fp32 below (a T4's bf16 is only emulated, and fp16 would need loss
-    scaling) and on the CPU (capability None)."""
-    if capability is not None and tuple(capability) >= MIN_CAPABILITY:
+    """The dtype the stages compute in, the project's one bf16 policy (specllm.train.lora.
+    choose_device_dtype applies it too): bf16 from compute capability 8.0 (Ampere) on; fp32 below (a
+    T4's bf16 is only emulated, and fp16 would need loss scaling) and on the CPU (capability None),
+    unless SPECLLM_FORCE_BF16=1 (bf16 everywhere)."""
+    if bf16_forced() or (capability is not None and tuple(capability) >= MIN_CAPABILITY):
         return "bf16"
     return "fp32"
 
@@ -651,7 +697,8 @@ def check_weights(report: Report, params: Mapping[str, Any], root: Path) -> None
             ok, detail = hub_status(hub_id, revision)
             report.add("weights", ok, f"{hub_id}@{revision} not on this machine; the hub: {detail}",
                        "the weights locally or a hub that serves them",
-                       "export HF_TOKEN=<read token> after accepting the licence on the hub, or download the model "
+                       "export HF_TOKEN=<read token> (or `hf auth login`) after accepting the licence on the hub, "
+                       "or download the model "
                        "to a folder and set model.hub_id to it; mount your Hugging Face cache into the container")
     else:
         report.add("weights", False, f"model.source {source!r}", "tiny, gguf or hub", "correct params.yaml")
@@ -721,12 +768,18 @@ def run(profile: str | None = None, stages: Sequence[str] = STAGE_KINDS, *, para
     if workloads is None:
         workloads = default_workloads(params, stages, root)
     report = Report(profile, stages)
+    build = torch_cuda_build()
+    report.add("torch", True, describe_torch(build))
     gpus = query_gpus() if gpus is None else gpus
-    check_gpu(report, gpus, torch_cuda_build(), workloads)
+    check_gpu(report, gpus, build, workloads)
     if not gpus and profile in GPU_PROFILES and (hours := cpu_training_hours(params, model_shape(params, root))):
         report.add("CPU time", False, f"the LoRA grid alone needs about {hours:.0f} h on a 2-core CPU "
                    f"({training_tokens(params):,} training tokens at the measured CPU rate)",
                    "a CUDA GPU, where it takes minutes to hours", _cpu_fix(profile))
+    if report.device == "cpu":
+        report.dtype = dtype_for(None)
+        if bf16_forced():
+            report.add("dtype", True, f"bf16 on the CPU ({FORCE_BF16_ENV}=1: the GPU's dtype path, not the profile's numbers)")
     check_disk(report, params, root, model_shape(params, root))
     check_weights(report, params, root)
     check_data(report, params, root)

@@ -34,20 +34,21 @@ def isolated(variant: str, model_kind: str, work: str, n_pairs: int, batch_size:
     from specllm.evaluate.generate import pad_id
     from specllm.model.load import load_base
     from specllm.stability import dpo
-    from specllm.train.lora import make_lora_model
+    from specllm.train.lora import choose_device_dtype, make_lora_model
     from specllm.train.settings import TrainSettings
 
     d = model_dir(model_kind, Path(work))
-    base, tok = load_base(d)
+    device, dtype = choose_device_dtype()  # as the stability_dpo stage: bf16 on an Ampere-or-newer GPU
+    base, tok = load_base(d, dtype=dtype)
     model_bytes = dpo.model_bytes(base)
-    model = make_lora_model(base, TrainSettings())
+    model = make_lora_model(base, TrainSettings()).to(device)
     prompts, chosen, rejected = _pairs(tok, d, n_pairs)
     pad = pad_id(tok)
     t0 = time.perf_counter()
     if variant == "adapter_ref":
         dpo.train_dpo(model, prompts, chosen, rejected, pad=pad, beta=0.1, lr=1e-5, epochs=1, batch_size=batch_size, seed=0)
     else:
-        ref = load_base(d)[0].requires_grad_(False) if variant == "second_ref" else None
+        ref = load_base(d, dtype=dtype)[0].requires_grad_(False).to(device) if variant == "second_ref" else None
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=1e-5)
         model.train()
@@ -76,8 +77,14 @@ def run(model_kind: str, work: Path, *, n_pairs: int, batch_size: int, say) -> d
     for variant in ("policy_only", "adapter_ref", "second_ref"):
         r = run_isolated("dpo", {"variant": variant, "model_kind": model_kind, "work": str(work), "n_pairs": n_pairs,
                                  "batch_size": batch_size})
+        # On a GPU the peak that matters is the device's (torch.cuda.max_memory_allocated), else the RSS.
+        cuda = r.get("cuda_peak_bytes") is not None
+        peak = r["cuda_peak_bytes"] if cuda else r["peak_rss_bytes"]
+        r.update(peak_bytes=peak, peak_kind="cuda" if cuda else "rss", peak_vs_model=peak / r["model_bytes"])
         out[variant] = r
-        say(f"dpo {variant}: peak RSS {r['peak_rss_bytes'] / 2**30:.3f} GiB ({r['seconds']:.1f} s)")
+        say(f"dpo {variant}: peak RSS {r['peak_rss_bytes'] / 2**30:.3f} GiB"
+            + (f", peak CUDA {peak / 2**30:.3f} GiB = {r['peak_vs_model']:.2f}x one model copy" if cuda else "")
+            + f" ({r['seconds']:.1f} s)")
     single = out["policy_only"]["peak_rss_bytes"]
     out["adapter_ref_vs_single"] = out["adapter_ref"]["peak_rss_bytes"] / single
     out["second_ref_vs_single"] = out["second_ref"]["peak_rss_bytes"] / single

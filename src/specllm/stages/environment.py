@@ -2,7 +2,8 @@
 
 Writes results/environment.json: Python, platform, CPU model and cores, torch (version, threads,
 CUDA, GPUs with capability and driver), the exact installed versions of every dependency that
-pyproject.toml pins (with the pin beside it), and the sha256 of requirements.lock.
+pyproject.toml pins (with the pin beside it; torch's from the lock in use), and the sha256 of the
+lock the environment was installed from (requirements.lock, or requirements/cuda.lock in the image).
 Sorted keys, no timestamps, no host names or user names: the same machine and stack give the
 same bytes. The paper's appendix renders it (report stage).
 
@@ -109,11 +110,32 @@ def torch_info() -> dict[str, Any]:
     return info
 
 
+def active_lock(root: Path) -> Path:
+    """The lock this environment was installed from: requirements/cuda.lock in the CUDA image
+    (SPECLLM_IMAGE, torch 2.10.0 for CUDA 12.8), requirements.lock elsewhere (torch 2.13.0+cpu)."""
+    return root / "requirements" / "cuda.lock" if os.environ.get("SPECLLM_IMAGE") else root / "requirements.lock"
+
+
+def locked_torch(lock: Path | None) -> str | None:
+    """torch's version in a hashed lock (the image's differs from pyproject.toml's pin by policy)."""
+    if lock is None or not lock.is_file():
+        return None
+    m = re.search(r"^torch==([^\s;\\]+)", lock.read_text(encoding="utf-8"), re.M)
+    return m.group(1) if m else None
+
+
 def collect_environment(pyproject: Path, lock: Path | None = None) -> dict[str, Any]:
-    """Everything results/environment.json records (a plain, JSON-ready dict)."""
+    """Everything results/environment.json records (a plain, JSON-ready dict). The torch pin is the
+    lock's (the version policy: README "Versions: which torch runs where")."""
     lock_sha = None
     if lock is not None and lock.is_file():
         lock_sha = hashlib.sha256(lock.read_bytes()).hexdigest()
+    packages = installed_versions(pinned_dependencies(pyproject))
+    if "torch" in packages and (pin := locked_torch(lock)):
+        packages["torch"]["pinned"] = pin.split("+")[0]
+    torch = torch_info()
+    if torch.get("version"):
+        torch["build"] = f"CUDA {torch['cuda_version']}" if torch.get("cuda_version") else "CPU"
     return {
         "python": {
             "version": platform.python_version(),
@@ -127,8 +149,9 @@ def collect_environment(pyproject: Path, lock: Path | None = None) -> dict[str, 
             "libc": " ".join(platform.libc_ver()).strip() or None,
         },
         "cpu": cpu_info(),
-        "torch": torch_info(),
-        "packages": installed_versions(pinned_dependencies(pyproject)),
+        "torch": torch,
+        "packages": packages,
+        "lock_file": lock.name if lock is not None else None,
         "requirements_lock_sha256": lock_sha,
     }
 
@@ -144,12 +167,13 @@ def write_environment(out: Path, pyproject: Path, lock: Path | None = None) -> d
 
 def main() -> None:
     out = paths.RESULTS / "environment.json"
-    env = write_environment(out, paths.ROOT / "pyproject.toml", paths.ROOT / "requirements.lock")
+    env = write_environment(out, paths.ROOT / "pyproject.toml", active_lock(paths.ROOT))
     missing = [n for n, v in env["packages"].items() if v["installed"] is None]
     mismatch = [n for n, v in env["packages"].items()
                 if v["installed"] and v["pinned"] and v["installed"].split("+")[0] != v["pinned"]]
     print(f"wrote {out.relative_to(paths.ROOT) if out.is_relative_to(paths.ROOT) else out}: "
-          f"python {env['python']['version']}, torch {env['torch']['version']}, "
+          f"python {env['python']['version']}, torch {env['torch']['version']} "
+          f"({env['torch'].get('build', '-')} build, {env['lock_file']}), "
           f"{len(env['packages'])} dependencies")
     if missing:
         print(f"warning: not installed: {', '.join(missing)}", file=sys.stderr)

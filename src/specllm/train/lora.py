@@ -82,17 +82,21 @@ def set_seed(seed: int) -> None:
 
 
 def choose_device_dtype(local_rank: int = 0) -> tuple[Any, Any]:
-    """(device, dtype): bf16 on a CUDA GPU of compute capability >= 8.0 (Ampere or newer), fp32 elsewhere.
+    """(device, dtype): bf16 on a CUDA GPU of compute capability >= 8.0 (Ampere or newer), fp32 elsewhere,
+    bf16 everywhere under SPECLLM_FORCE_BF16=1: preflight.dtype_for, the one bf16 policy.
 
     Decided by the capability, not torch.cuda.is_bf16_supported() (which also says yes to older GPUs
     that emulate bf16 slowly). fp16 is not used: it would need loss scaling."""
     import torch
 
+    from specllm.preflight import dtype_for
+
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank % torch.cuda.device_count())
-        major, _minor = torch.cuda.get_device_capability(device)
-        return device, torch.bfloat16 if major >= 8 else torch.float32
-    return torch.device("cpu"), torch.float32
+        capability = tuple(torch.cuda.get_device_capability(device))
+    else:
+        device, capability = torch.device("cpu"), None
+    return device, torch.bfloat16 if dtype_for(capability) == "bf16" else torch.float32
 
 
 def linear_module_names(model) -> list[str]:
