@@ -1,8 +1,9 @@
 """Stage `select`: the ablation table over all evaluated runs and the best configuration (validation only).
 
 Reads every results/eval/<run>.json (and <run>_predictions.csv of the best run), the training
-settings from results/train/<run>/train.json when present (else from the run name), and the
-retention results/retention/<run>.json when present. The best run is the lowest validation MAE
+settings from results/train/<run>/train.json when present (else from the run name), the
+retention results/retention/<run>.json when present, and the constant predictor's value from
+results/baseline.json (the null every run is compared with; select.n_boot paired-bootstrap draws, seed). The best run is the lowest validation MAE
 among trained runs whose validation outputs parse often enough (select.max_unparsed_frac); the
 test split never enters the choice (see specllm.evaluate.select).
 
@@ -15,6 +16,7 @@ and results/ablation_per_bin.csv (per-bin error of every run and split).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +32,7 @@ RETENTION_DIR = paths.RESULTS / "retention"
 OUT_JSON = paths.RESULTS / "ablation.json"
 OUT_BEST = paths.RESULTS / "ablation_best_predictions.csv"
 OUT_BINS = paths.RESULTS / "ablation_per_bin.csv"
+BASELINE_JSON = paths.RESULTS / "baseline.json"
 
 
 def per_bin_frame(eval_dir: Path) -> pd.DataFrame:
@@ -53,9 +56,22 @@ def best_predictions(eval_dir: Path, best: str) -> pd.DataFrame:
     return df[["split", "gal_id", "z_true", "z_pred", "parsed"]].assign(run=best)
 
 
+def constant_value(baseline_json: Path) -> float:
+    """The null predictor's value (training median redshift) from the baseline stage's record."""
+    try:
+        tree = json.loads(Path(baseline_json).read_text())
+        return float(tree["methods"][tree.get("null", "constant")]["value"])
+    except FileNotFoundError:
+        raise InputError(baseline_json, "-", "not found", "run `dvc repro baseline`") from None
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError):
+        raise InputError(baseline_json, "methods.constant.value", "missing", "rerun `dvc repro baseline` (it is "
+                         "older than the constant baseline)") from None
+
+
 def run_select(eval_dir: Path, train_dir: Path, retention_dir: Path, out_json: Path, out_best: Path, out_bins: Path,
-               max_unparsed_frac: float) -> dict:
-    summary = ablation(eval_dir, train_dir=train_dir, retention_dir=retention_dir, max_unparsed_frac=max_unparsed_frac)
+               max_unparsed_frac: float, stats: dict | None = None) -> dict:
+    summary = ablation(eval_dir, train_dir=train_dir, retention_dir=retention_dir, max_unparsed_frac=max_unparsed_frac,
+                       stats=stats)
     preds = best_predictions(eval_dir, summary["best"])  # read everything before writing anything
     bins = per_bin_frame(eval_dir)
     for out, frame in ((out_best, preds), (out_bins, bins)):
@@ -74,8 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-dir", type=Path, default=EVAL_DIR)
     args = parser.parse_args(argv)
     p = config.stage_params("select")
+    stats = {"constant": constant_value(BASELINE_JSON), "n_boot": int(p["select.n_boot"]), "seed": int(p["seed"])}
     summary = run_select(args.eval_dir, TRAIN_DIR, RETENTION_DIR, OUT_JSON, OUT_BEST, OUT_BINS,
-                         float(p["select.max_unparsed_frac"]))
+                         float(p["select.max_unparsed_frac"]), stats)
     for row in summary["runs"]:
         mae = "n/a" if row["val_mae"] is None else f"{row['val_mae']:.4f}"
         print(f"select: {row['run']}: val MAE {mae}, val unparsed {row['val_n_unparsed']}/{row['val_n']}")
