@@ -575,6 +575,9 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     for key, m in methods.items():
         _baseline_macros(ms, f"baseline.{key}", m, src)
     _baseline_macros(ms, "baseline.best", methods[b["best"]], src)
+    null = b.get("null")
+    if null in methods and "value" in methods[null]:
+        ms.add("baseline.null.value", float(methods[null]["value"]), source=src, kind="float", precision=3)
     ms.add("baseline.best.method", in_sentence(str(methods[b["best"]]["label"])), source=src)
     if "n_train" in b:
         ms.add("baseline.n_train", int(b["n_train"]), source=src)
@@ -743,7 +746,7 @@ def build_figures(loaded: Mapping[str, Any], comparisons: Sequence[Mapping[str, 
     written += figures.real_vs_reconstructed(list(comparisons), fig_dir / "real_vs_reconstructed")
     written += figures.colour_colour(loaded["catalogue"], fig_dir / "colour_colour")
     b = loaded["baseline"]
-    labels = {k: m["label"] for k, m in b["methods"].items()}
+    labels = {k: m["label"] for k, m in b["methods"].items() if k != b.get("null")}  # a constant needs no panel
     written += figures.baseline_predictions(loaded["predictions"], labels, b["best"], fig_dir / "baseline_predictions")
     return written
 
@@ -765,10 +768,12 @@ def check_comparisons(comparisons: Sequence[Mapping[str, Any]]) -> list[Mapping[
 
 def write_report(params: Mapping[str, Any], inputs: Inputs, out_dir: Path,
                  comparisons: Sequence[Mapping[str, Any]],
-                 lora: ablation.AblationInputs | None = None, stability: Path | None = None) -> dict[str, Any]:
+                 lora: ablation.AblationInputs | None = None, stability: Path | None = None,
+                 verdicts_file: Path | None = None) -> dict[str, Any]:
     """Read and check every input, then replace `out_dir` with macros, values, tables, figures.
-    `lora`: the LoRA study's outputs; `stability`: the stability study's folder (results/stability).
-    The stage always passes both; tests of one part may leave the others out."""
+    `lora`: the LoRA study's outputs; `stability`: the stability study's folder (results/stability);
+    `verdicts_file`: results/verdicts.json. The stage always passes all three; tests of one part may
+    leave the others out."""
     loaded = load_inputs(params, inputs)
     comparisons = check_comparisons(comparisons)
     lora_data = ablation.load(lora) if lora is not None else None
@@ -777,9 +782,10 @@ def write_report(params: Mapping[str, Any], inputs: Inputs, out_dir: Path,
     b = loaded["baseline"]
     if lora_data is not None:
         defaults = {d: params[f"train.{d}"] for d in ablation.DIMS}
-        ablation.add_macros(macros, lora_data, defaults, inputs.rel, _num_or_none(b["methods"][b["best"]].get("mae")),
-                            constrained=bool(params["evaluate.constrained"]))
+        ablation.add_macros(macros, lora_data, defaults, inputs.rel, constrained=bool(params["evaluate.constrained"]))
         table_text.update(ablation.build_tables(lora_data, defaults))
+    if verdicts_file is not None:
+        table_text["verdicts"] = add_verdicts(macros, read_json(verdicts_file), inputs.rel(verdicts_file))
 
     with atomic_dir(Path(out_dir)) as tmp:
         if stability is not None:  # adds its macros, so before they are written; a failure leaves out_dir as it was
@@ -796,12 +802,24 @@ def write_report(params: Mapping[str, Any], inputs: Inputs, out_dir: Path,
     return {"macros": len(macros), "tables": sorted(table_text), "figures": sorted({f.stem for f in figs})}
 
 
-def _num_or_none(v: Any) -> float | None:
+def add_verdicts(ms: MacroSet, v: Mapping[str, Any], src: str) -> str:
+    """The verdict macros (counts, one summary per study) and the verdict table's LaTeX."""
+    from specllm import verdicts
+
     try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+        rows = verdicts.check_rows(v["rows"], src)
+        counts = v["counts"]["all"]
+        summaries = v["summaries"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(src, "rows", f"not a verdict table ({err})", "run `dvc repro verdicts`") from None
+    ms.add("verdict.n_claims", len(rows), source=src)
+    for name, key in (("supported", "supported"), ("contradicted", "contradicted"), ("not testable", "untestable")):
+        ms.add(f"verdict.n_{key}", int(counts[name]), source=src)
+    for study in verdicts.STUDIES:
+        text = str(summaries.get(study, ""))
+        ms.add(f"verdict.{study}.summary", text[:1].upper() + text[1:], source=src, kind="text")
+        ms.add(f"verdict.{study}.n_claims", sum(1 for r in rows if r["study"] == study), source=src)
+    return verdicts.latex_table(rows)
 
 
 def load_comparisons(names: Sequence[str] = REAL_SPECTRA) -> list[dict[str, Any]]:
@@ -837,7 +855,7 @@ def main() -> None:
                     baseline_predictions=paths.RESULTS / "baseline_predictions.csv",
                     environment=paths.RESULTS / "environment.json")
     done = write_report(params, inputs, paths.GENERATED, load_comparisons(), lora=ablation.AblationInputs.under(paths.ROOT),
-                        stability=paths.RESULTS / "stability")
+                        stability=paths.RESULTS / "stability", verdicts_file=paths.RESULTS / "verdicts.json")
     print(f"report: {done['macros']} macros, tables {', '.join(done['tables'])}, "
           f"figures {', '.join(done['figures'])} -> {inputs.rel(paths.GENERATED)}/")
 

@@ -3,9 +3,10 @@
 Reads every results/eval/<run>.json (and <run>_predictions.csv of the best run), the training
 settings from results/train/<run>/train.json when present (else from the run name), the
 retention results/retention/<run>.json when present, and the constant predictor's value from
-results/baseline.json (the null every run is compared with; select.n_boot paired-bootstrap draws, seed). The best run is the lowest validation MAE
-among trained runs whose validation outputs parse often enough (select.max_unparsed_frac); the
-test split never enters the choice (see specllm.evaluate.select).
+results/baseline.json (the null every run is compared with; select.n_boot paired-bootstrap draws,
+seed). The best run is the lowest validation MAE among trained runs whose validation outputs parse
+often enough (select.max_unparsed_frac); the test split never enters the choice (see
+specllm.evaluate.select, which also makes the paired comparisons the claims are decided by).
 
 Writes results/ablation.json (per run: lr, rank, epochs, val and test MAE, NMAD, outlier fraction,
 bias, unparsed counts, science/general retention; the best run and the rule), and the figure data
