@@ -92,14 +92,15 @@ def _interval(d: Mapping[str, Any] | None, kind: str = "float", precision: int =
     if mid is None:
         return "n/a"
 
-    def f(x: float, sign: bool = False) -> str:
+    def f(x: float, sign: bool = False, digits: int = precision) -> str:
         if not latex:
-            text = f"{100 * x:.{precision}f}%" if kind == "percent" else f"{x:.{precision}f}"
+            text = f"{100 * x:.{digits}f}%" if kind == "percent" else f"{x:.{digits}f}"
             return ("+" if sign and x > 0 else "") + text
-        text = format_value(x, kind, precision)
+        text = format_value(x, kind, digits)
         return ("$+$" if sign and x > 0 else "") + text
 
-    ci = "" if lo is None or hi is None else f" [{f(lo)}, {f(hi)}]"
+    ci_digits = 0 if kind == "percent" else precision  # a percentage's interval to the whole percent
+    ci = "" if lo is None or hi is None else f" [{f(lo, digits=ci_digits)}, {f(hi, digits=ci_digits)}]"
     return f(mid, sign=kind != "percent") + ci
 
 
@@ -125,7 +126,7 @@ def _fixed_phrase(fixed: Mapping[str, Any], latex: bool = True) -> str:
             v = _setting(axis, fixed[axis], latex)
             parts.append({"lr": f"learning rate {v}", "rank": f"rank {v}",
                           "epochs": f"{v} epoch{'s' if int(fixed[axis]) != 1 else ''}"}[axis])
-    return " and ".join(parts)
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def decide_axis(abl: Mapping[str, Any], axis: str) -> dict[str, Any]:
@@ -352,8 +353,8 @@ def _mae_verdict(abl: Mapping[str, Any], ref: Mapping[str, Any]) -> dict[str, st
     c = _constant(abl)
     d = _versus_constant(best, "test")
     mae = _num(best.get("test_mae"))
-    row = {"key": "lora.mae", "study": "lora", "claim": "the adapted model reads redshift to a test MAE of "
-           + ("n/a" if theirs is None else f"{theirs:.3f}"),
+    row = {"key": "lora.mae", "study": "lora", "claim": "LoRA teaches the model to read redshift (test MAE "
+           + ("n/a" if theirs is None else f"{theirs:.3f}") + ")",
            "original": "n/a" if theirs is None else f"{theirs:.3f} ({ref.get('n_train', '?')} DR16 spectra)",
            "ours": "n/a" if mae is None else (f"{mae:.4f} (constant {c.get('test_mae', float('nan')):.4f}; "
                                               f"difference {_interval(d, precision=4, latex=False)})")}

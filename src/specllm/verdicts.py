@@ -84,7 +84,8 @@ def text_table(verdicts: Mapping[str, Any], width: int = 110) -> str:
     lines = []
     for study, words in STUDIES.items():
         these = [r for r in verdicts["rows"] if r["study"] == study]
-        lines.append(f"{words}: {verdicts['summaries'].get(study, '')}")
+        summary = str(verdicts["summaries"].get(study, "")) or words
+        lines.append(summary[:1].upper() + summary[1:])
         for r in these:
             lines.append(f"  [{VERDICT_SHORT[r['verdict']]}] {r['claim']}")
             for label in ("original", "ours", "reason"):
