@@ -191,3 +191,14 @@ def test_verdicts_stage_writes_its_file(tmp_path, learned):
     out = stage.run(files, tmp_path / "verdicts.json")
     assert json.loads((tmp_path / "verdicts.json").read_text()) == json.loads(json.dumps(out))
     assert out["n_claims"] == len(out["rows"]) >= 6
+
+
+def test_compare_prints_the_verdicts(tmp_path, learned):
+    from specllm import compare
+
+    assert compare.verdict_lines(tmp_path) == ["verdicts: not in this build (run `dvc repro verdicts`)"]
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "verdicts.json").write_text(json.dumps(verdicts.build(*learned, [])))
+    text = "\n".join(compare.verdict_lines(tmp_path))
+    assert "[supported] learning rate 1e-4 is best (at rank 8 and 2 epochs)" in text
+    assert "[not testable] epoch count 2 is best" in text and "reason: best and runner-up are indistinguishable" in text

@@ -130,6 +130,7 @@ class Inputs:
     baseline: Path
     baseline_predictions: Path
     environment: Path
+    stability_sample: Path | None = None  # results/stability/sample.json: which catalogue the study used
 
     @classmethod
     def under(cls, root: Path) -> Inputs:
@@ -148,6 +149,7 @@ class Inputs:
             baseline=results / "baseline.json",
             baseline_predictions=results / "baseline_predictions.csv",
             environment=results / "environment.json",
+            stability_sample=results / "stability" / "sample.json",
         )
 
     def rel(self, path: Path) -> str:
@@ -269,6 +271,12 @@ def load_inputs(params: Mapping[str, Any], inputs: Inputs) -> dict[str, Any]:
         raise InputError(inputs.catalogue, "simulated", str(err), _fix(inputs.catalogue)) from None
     cat["class"] = cat["class"].astype(str).str.upper()
     loaded["catalogue"] = cat
+    loaded["stability_sample"] = None
+    if inputs.stability_sample is not None and Path(inputs.stability_sample).is_file():
+        sample = read_json(inputs.stability_sample)
+        get(sample, "catalogue_source", inputs.stability_sample, types=str)
+        get(sample, "catalogue_rows", inputs.stability_sample, types=int)
+        loaded["stability_sample"] = sample
 
     summary = read_json(inputs.data_summary)
     for key in ("profile", "source", "n_source", "n_train", "n_val", "n_test", "z_bins", "bin_edges",
@@ -495,6 +503,12 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     ms.add("raw.n_inputs", len(man.get("inputs_sha256", {})), source=src, kind="int")
     cat = loaded["catalogue"]
     src = inputs.rel(inputs.catalogue)
+    sample = loaded.get("stability_sample")
+    text, summary = catalogue_text(cat, sample)
+    csrc = inputs.rel(inputs.stability_sample) if sample is not None else src
+    ms.add("catalogue.text", text, source=csrc, kind="latex")
+    ms.add("catalogue.summary", summary, source=csrc, kind="latex")
+    ms.add("catalogue.used_n", int(sample["catalogue_rows"]) if sample is not None else len(cat), source=csrc)
     ms.add("catalogue.n", len(cat), source=src)
     ms.add("catalogue.simulated", int(cat["simulated"].sum()), source=src)
     ms.add("catalogue.real", int((~cat["simulated"]).sum()), source=src)
@@ -534,6 +548,7 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     ms.add("llm.context_length", int(m["context_length"]), source=src, kind="int")
     ms.add("llm.sha_short", str(m["sha256"])[:12], source=src, kind="code")
     ms.add("llm.revision", str(m.get("revision") or "n/a"), source=src, kind="code")
+    ms.add("llm.origin", model_origin(m), source=src, kind="latex")
 
     # serialization
     ser = loaded["serialization"]
@@ -610,6 +625,53 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     return ms
 
 
+def model_origin(m: Mapping[str, Any]) -> str:
+    """Where the weights come from, as the paper must disclose it (LaTeX): a de-quantized GGUF names its
+    quantization type and bits (results/model.json, recorded by the model stage from the GGUF header)."""
+    name = escape_latex(str(m["name"]))
+    if m.get("source") == "gguf":
+        q = m.get("gguf_quantization")
+        if not q:
+            raise InputError("results/model.json", "gguf_quantization", "missing for a GGUF model",
+                             "rerun `dvc repro model` (it records the GGUF header's file type)")
+        bits = f" ({int(m['gguf_bits'])}-bit)" if m.get("gguf_bits") else ""
+        return (rf"the {escape_latex(q)}{bits} GGUF file of {name} shipped in "
+                rf"{format_value(str(m.get('gguf_package', 'n/a')), 'code')}, de-quantized to 32-bit floats (fp32): "
+                r"its weights are the quantized ones, not the original 16-bit weights")
+    if m.get("source") == "tiny":
+        return rf"{name}, a tiny randomly initialised model (its answers carry no knowledge)"
+    return rf"{name} as published (revision {format_value(str(m.get('revision') or 'n/a'), 'code')})"
+
+
+def catalogue_text(cat: pd.DataFrame, sample: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The data section's paragraph on the classification catalogue and the summary's clause, for the
+    catalogue the stability study actually used (results/stability/sample.json's catalogue_source)."""
+    counts = {c: int((cat["class"] == c).sum()) for c in CLASS_ORDER}
+    sim = {c: int(((cat["class"] == c) & cat["simulated"]).sum()) for c in CLASS_ORDER}
+    n = format_value(len(cat), "int")
+    embedded = (rf"The embedded catalogue holds {n} objects with $ugriz$ magnitudes and a redshift. Its "
+                rf"{format_value(counts['GALAXY'], 'int')} galaxies are the real galaxies above, with their measured "
+                rf"magnitudes and spectroscopic redshifts. Its {format_value(counts['STAR'], 'int')} stars and "
+                rf"{format_value(counts['QSO'], 'int')} quasars are "
+                + ("simulated" if sim["STAR"] == counts["STAR"] and sim["QSO"] == counts["QSO"] else
+                   rf"partly simulated ({format_value(sim['STAR'], 'int')} stars and {format_value(sim['QSO'], 'int')} "
+                   r"quasars)")
+                + r" (Table~\ref{tab:data}): stars from empirical SDSS stellar colour loci of dwarfs, giants and blue "
+                r"horizontal-branch stars, quasars from a power-law continuum with broad emission lines and "
+                r"intergalactic absorption \citep{madau1995} integrated through the SDSS filters, both with real "
+                r"Galactic extinction values and SDSS-like photometric noise. Every simulated row is flagged in the "
+                r"catalogue (Fig.~\ref{fig:colour}), so no result can mistake them for observed objects.")
+    if sample is None or sample.get("catalogue_source") == "embedded":
+        return (r"The stability study uses the embedded catalogue. " + embedded,
+                r"the catalogue's stars and quasars are simulated")
+    rows = format_value(int(sample["catalogue_rows"]), "int")
+    where = format_value(str(sample.get("catalogue", "n/a")), "code")
+    return (rf"The stability study uses a real SDSS DR17 export ({where}, {rows} objects): every object, star, "
+            r"galaxy or quasar, is observed, with the survey's photometry, spectroscopic class and redshift. "
+            r"The embedded catalogue is built as well but not used by this build's stability study. " + embedded,
+            r"the stability study classifies observed SDSS DR17 objects")
+
+
 def _baseline_macros(ms: MacroSet, prefix: str, m: Mapping[str, Any], src: str) -> None:
     ms.add(f"{prefix}.mae", m["mae"], source=src, kind="float", precision=4)
     ms.add(f"{prefix}.nmad", m["nmad"], source=src, kind="float", precision=4)
@@ -662,7 +724,8 @@ def build_tables(loaded: Mapping[str, Any]) -> dict[str, str]:
         ("Model", escape_latex(str(m["name"]))),
         ("Loaded from", format_value(str(m["source"]), "code")),
         ("Parameters", format_value(int(m["n_params"]), "int")),
-        ("Weights dtype", format_value(str(m["dtype"]), "code")),
+        ("Weights dtype", format_value(str(m["dtype"]), "code")
+         + (rf", de-quantized from {escape_latex(str(m['gguf_quantization']))} GGUF" if m.get("gguf_quantization") else "")),
         ("Vocabulary", format_value(int(m["vocab_size"]), "int")),
         ("Context length", format_value(int(m["context_length"]), "int")),
         ("Revision", format_value(str(m.get("revision") or "n/a"), "code")),
@@ -853,7 +916,8 @@ def main() -> None:
                     serialized=paths.SERIALIZED,
                     baseline=paths.RESULTS / "baseline.json",
                     baseline_predictions=paths.RESULTS / "baseline_predictions.csv",
-                    environment=paths.RESULTS / "environment.json")
+                    environment=paths.RESULTS / "environment.json",
+                    stability_sample=paths.RESULTS / "stability" / "sample.json")
     done = write_report(params, inputs, paths.GENERATED, load_comparisons(), lora=ablation.AblationInputs.under(paths.ROOT),
                         stability=paths.RESULTS / "stability", verdicts_file=paths.RESULTS / "verdicts.json")
     print(f"report: {done['macros']} macros, tables {', '.join(done['tables'])}, "
