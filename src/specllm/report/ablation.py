@@ -370,6 +370,8 @@ def add_macros(ms: MacroSet, data: Mapping[str, Any], defaults: Mapping[str, Any
     n_beat = sum(1 for n, r in runs.items() if n != "base" and ((r.get("vs_constant") or {}).get("val") or {}).get("beats"))
     ms.add("ablation.n_beat_constant", n_beat, source=src)
     ms.add("ablation.n_boot", int((abl.get("stats") or {}).get("n_boot", 0)), source=src)
+    ms.add("ablation.cmp_level", float((abl.get("stats") or {}).get("level", 0.95)), source=src, kind="percent",
+           precision=0)
     # the cost of the grid (train.json of every run)
     train = data["train"]
     wall = [_num(t.get("wall_s")) or 0.0 for t in train.values()]
