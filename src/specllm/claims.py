@@ -37,7 +37,8 @@ _AXIS_WORDS = {"lr": ("learning rate", "learning rates"), "rank": ("LoRA rank", 
 
 # ---------------------------------------------------------------- numbers
 
-def _num(v: Any) -> float | None:
+def finite(v: Any) -> float | None:
+    """A finite float, or None (null, NaN, missing, a boolean)."""
     if v is None or isinstance(v, bool):
         return None
     try:
@@ -45,6 +46,9 @@ def _num(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
+
+
+_num = finite
 
 
 def format_p(p: float | None, resolution: float | None = None, *, max_decimals: int = 3, latex: bool = True) -> str:

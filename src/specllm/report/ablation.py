@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from specllm import claims
+from specllm.claims import finite as _num
 from specllm.errors import InputError
 from specllm.report import figures, tables
 from specllm.report.macros import MacroSet, format_value
@@ -95,16 +96,6 @@ def _csv(path: Path, columns: Sequence[str], fix: str) -> pd.DataFrame:
         raise InputError(path, ", ".join(missing), "missing column", fix)
     return df
 
-
-def _num(v: Any) -> float | None:
-    """A finite float, or None (null, NaN, missing)."""
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def load(inputs: AblationInputs) -> dict[str, Any]:
