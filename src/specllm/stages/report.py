@@ -6,7 +6,8 @@ Writes, and owns, paper/generated/:
     macros.tex         one \\newcommand per number or claim the paper prints (sorted)
     values.json        every macro's name, key, raw value, text, kind, precision and source file
     tables/*.tex       booktabs tabulars: data_summary, splits, baseline, model, params,
-                       environment, packages, inputs; ablation_{lr,rank,epochs}, ablation_cost
+                       environment, packages, inputs; ablation_{lr,rank,epochs}, ablation_cost,
+                       ablation_retention; verdicts
     figures/*.pdf|png  redshift_distribution, example_spectrum, real_vs_reconstructed,
                        colour_colour, baseline_predictions; ablation_predictions,
                        ablation_per_bin, ablation_loss
@@ -44,11 +45,16 @@ marked optional):
                                     (if absent: serialization.json's example, a string or
                                     {text, gal_id?, split?, z?})
     results/baseline.json           methods {key: {label, mae, nmad, outlier_frac, n_test|n}},
-                                    best (a key of methods)
+                                    best (a key of methods); optional: null (the constant
+                                    predictor's key, whose method has its value)
     results/baseline_predictions.csv gal_id, z_true, one column per method key
     results/environment.json        written by specllm.stages.environment
     real spectra                    a list of dicts {name, wave, real_flux, reconstructed_flux,
                                     z} from specllm.data.real_spectra (main() imports it lazily)
+    results/verdicts.json           rows (specllm.verdicts' contract), counts, summaries: the
+                                    verdict table, its counts and one summary per study
+    results/stability/sample.json   optional: catalogue_source, catalogue_rows (the catalogue
+                                    paragraph follows the catalogue the stability study used)
 """
 
 from __future__ import annotations
@@ -668,7 +674,8 @@ def catalogue_text(cat: pd.DataFrame, sample: Mapping[str, Any] | None) -> tuple
     where = format_value(str(sample.get("catalogue", "n/a")), "code")
     return (rf"The stability study uses a real SDSS DR17 export ({where}, {rows} objects): every object, star, "
             r"galaxy or quasar, is observed, with the survey's photometry, spectroscopic class and redshift. "
-            r"The embedded catalogue is built as well but not used by this build's stability study. " + embedded,
+            r"The embedded catalogue (Table~\ref{tab:data}, Fig.~\ref{fig:colour}) is built as well but not used by "
+            r"this build's stability study.",
             r"the stability study classifies observed SDSS DR17 objects")
 
 
