@@ -14,7 +14,7 @@ run name (``lr2e-4_r8_e3``, ``lr0.0002-rank16-epochs2``, ...), else null.
 With ``stats`` (the select stage always passes it), the summary also holds the paired comparisons
 every claim of the paper is decided by (specllm.claims), each the mean absolute-error difference
 over the same galaxies with a seeded paired-bootstrap interval (specllm.evaluate.paired):
-  constant          the null predictor (training median, from results/baseline.json) and its MAEs
+  constant          the null predictor (the training median, data/prepared/train_meta.csv) and its MAEs
   runs[].vs_constant.{val,test}   the run minus the constant (negative: the run is better)
   axes.{lr,rank,epochs}           per ablation axis (the runs that vary it with the other two at the
                                   default run's values): best and runner-up on validation, best
@@ -194,7 +194,7 @@ def comparisons(rows: list[dict[str, Any]], eval_dir: str | Path, best: str, max
     """The paired comparisons (module docstring) for the rows of one ablation."""
     value = float(stats["constant"])
     errors = {r["run"]: abs_errors(eval_dir, r["run"]) for r in rows}
-    constant: dict[str, Any] = {"value": value, "source": stats.get("constant_source", "results/baseline.json")}
+    constant: dict[str, Any] = {"value": value, "source": stats.get("constant_source", "data/prepared/train_meta.csv")}
     any_errors = next(iter(errors.values()))
     for split in ("val", "test"):
         if split in any_errors.index.get_level_values(0):

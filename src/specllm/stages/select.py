@@ -2,11 +2,12 @@
 
 Reads every results/eval/<run>.json (and <run>_predictions.csv of the best run), the training
 settings from results/train/<run>/train.json when present (else from the run name), the
-retention results/retention/<run>.json when present, and the constant predictor's value from
-results/baseline.json (the null every run is compared with; select.n_boot paired-bootstrap draws,
-seed). The best run is the lowest validation MAE among trained runs whose validation outputs parse
-often enough (select.max_unparsed_frac); the test split never enters the choice (see
-specllm.evaluate.select, which also makes the paired comparisons the claims are decided by).
+retention results/retention/<run>.json when present, and the constant predictor's value (the
+training median of data/prepared/train_meta.csv, as in the baseline stage: the null every run is
+compared with; select.n_boot paired-bootstrap draws, seed). The best run is the lowest validation
+MAE among trained runs whose validation outputs parse often enough (select.max_unparsed_frac); the
+test split never enters the choice (see specllm.evaluate.select, which also makes the paired
+comparisons the claims are decided by).
 
 Writes results/ablation.json (per run: lr, rank, epochs, val and test MAE, NMAD, outlier fraction,
 bias, unparsed counts, science/general retention; the best run and the rule), and the figure data
@@ -17,9 +18,9 @@ and results/ablation_per_bin.csv (per-bin error of every run and split).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from specllm import paths
@@ -33,7 +34,7 @@ RETENTION_DIR = paths.RESULTS / "retention"
 OUT_JSON = paths.RESULTS / "ablation.json"
 OUT_BEST = paths.RESULTS / "ablation_best_predictions.csv"
 OUT_BINS = paths.RESULTS / "ablation_per_bin.csv"
-BASELINE_JSON = paths.RESULTS / "baseline.json"
+
 
 
 def per_bin_frame(eval_dir: Path) -> pd.DataFrame:
@@ -57,16 +58,17 @@ def best_predictions(eval_dir: Path, best: str) -> pd.DataFrame:
     return df[["split", "gal_id", "z_true", "z_pred", "parsed"]].assign(run=best)
 
 
-def constant_value(baseline_json: Path) -> float:
-    """The null predictor's value (training median redshift) from the baseline stage's record."""
-    try:
-        tree = json.loads(Path(baseline_json).read_text())
-        return float(tree["methods"][tree.get("null", "constant")]["value"])
-    except FileNotFoundError:
-        raise InputError(baseline_json, "-", "not found", "run `dvc repro baseline`") from None
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError):
-        raise InputError(baseline_json, "methods.constant.value", "missing", "rerun `dvc repro baseline` (it is "
-                         "older than the constant baseline)") from None
+def constant_value(prepared: Path) -> float:
+    """The null predictor's value: the training split's median redshift (what the baseline stage's
+    `constant` row predicts), read from the prepared split itself, so that a change of the learned
+    baselines does not rerun this stage."""
+    file = Path(prepared) / "train_meta.csv"
+    if not file.is_file():
+        raise InputError(file, "-", "not found", "run `dvc repro prepare`")
+    z = pd.read_csv(file)["z"].to_numpy(float) if "z" in pd.read_csv(file, nrows=0).columns else None
+    if z is None or len(z) == 0:
+        raise InputError(file, "z", "missing or empty", "run `dvc repro prepare`")
+    return float(np.median(z))
 
 
 def run_select(eval_dir: Path, train_dir: Path, retention_dir: Path, out_json: Path, out_best: Path, out_bins: Path,
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-dir", type=Path, default=EVAL_DIR)
     args = parser.parse_args(argv)
     p = config.stage_params("select")
-    stats = {"constant": constant_value(BASELINE_JSON), "n_boot": int(p["select.n_boot"]), "seed": int(p["seed"])}
+    stats = {"constant": constant_value(paths.PREPARED), "n_boot": int(p["select.n_boot"]), "seed": int(p["seed"])}
     summary = run_select(args.eval_dir, TRAIN_DIR, RETENTION_DIR, OUT_JSON, OUT_BEST, OUT_BINS,
                          float(p["select.max_unparsed_frac"]), stats)
     for row in summary["runs"]:
