@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from specllm.errors import InputError
-from specllm.evaluate.paired import excludes_zero, paired_mean_diff
+from specllm.evaluate.paired import LEVEL, excludes_zero, paired_mean_diff
 
 ALIASES = {"lr": ("lr", "learning_rate"), "rank": ("rank", "r", "lora_r", "lora_rank"),
            "epochs": ("epochs", "num_train_epochs", "n_epochs", "epoch")}
@@ -229,7 +229,7 @@ def comparisons(rows: list[dict[str, Any]], eval_dir: str | Path, best: str, max
                                  + [r for r in candidates if r["run"] != best], errors, stats)
     return {"constant": constant, "axes": axes, "best_vs_runner_up": overall,
             "any_beats_constant": any(r["vs_constant"].get("val", {}).get("beats") for r in candidates),
-            "stats": {"n_boot": int(stats["n_boot"]), "seed": int(stats["seed"]), "level": 0.95,
+            "stats": {"n_boot": int(stats["n_boot"]), "seed": int(stats["seed"]), "level": LEVEL,
                       "split": "val", "metric": "absolute error, paired over galaxies"}}
 
 
