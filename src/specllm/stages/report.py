@@ -118,6 +118,7 @@ _PRODUCERS = {
     "baseline.json": "run `dvc repro baseline`",
     "baseline_predictions.csv": "run `dvc repro baseline`",
     "environment.json": "run `dvc repro environment` (python -m specllm.stages.environment)",
+    "verdicts.json": "run `dvc repro verdicts`",
 }
 
 
