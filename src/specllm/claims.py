@@ -233,7 +233,7 @@ def selection_sentence(abl: Mapping[str, Any]) -> str:
     other = format_value(str(cmp["runner_up"]), "code")
     diff = _interval(cmp.get("diff"), precision=4)
     if cmp.get("decided"):
-        return head + rf", below the runner-up {other} by {diff}"
+        return head + rf", lower than the runner-up's ({other}; difference {diff})"
     return head + rf", but it is indistinguishable from the runner-up {other} at this scale (difference {diff})"
 
 
