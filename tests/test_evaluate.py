@@ -358,3 +358,13 @@ def test_params_come_from_the_stage_that_mirrors_the_training_run(tmp_path):
     assert resolve_stage("retention", "rank-16", dvc_yaml) == "retention_rank"
     with pytest.raises(InputError):
         check_run_name("../models/base")
+
+
+def test_select_reads_the_constant_from_the_training_split(tmp_path):
+    from specllm.stages.select import constant_value
+
+    (tmp_path / "train_meta.csv").write_text("gal_id,z\n1,0.1\n2,0.3\n3,0.2\n")
+    assert constant_value(tmp_path) == pytest.approx(0.2)
+    (tmp_path / "train_meta.csv").write_text("gal_id,zz\n1,0.1\n")
+    with pytest.raises(InputError, match="train_meta.csv: z: missing or empty"):
+        constant_value(tmp_path)

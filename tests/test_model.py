@@ -168,3 +168,12 @@ def test_gguf_conversion_gives_a_working_smollm2(tmp_path):
     values = torch.linspace(0, 9.99, 96).double().numpy()
     assert tokens_per_value(values, SerializerConfig(), tok) == 6.0
     assert tokens_per_value(values, SerializerConfig(digit_sep=""), tok) == 4.0
+
+
+def test_gguf_header_names_the_quantization():
+    # the paper discloses that the embedded model was de-quantized from this 4-bit file type
+    from specllm.model.sources import gguf_quantization, smollm2_gguf
+
+    q = gguf_quantization(smollm2_gguf())
+    assert q["gguf_quantization"] == "Q4_1" and q["gguf_bits"] == 4
+    assert q["gguf_tensor_types"]["Q4_1"] > q["gguf_tensor_types"].get("F32", 0)

@@ -37,7 +37,14 @@ def project(tmp_path_factory) -> Path:
     inputs = fake_project(root)
     lora = fake_lora(root)
     stability = stability_results(tmp_path_factory.mktemp("stability"))
-    report.write_report(PARAMS, inputs, root / "paper" / "generated", fake_comparisons(), lora=lora, stability=stability)
+    from specllm.stages import verdicts
+
+    verdicts_file = root / "results" / "verdicts.json"
+    verdicts.run({"ablation": (lora.ablation, ""), "arxiv": (lora.reference, ""),
+                  "analysis": (stability / "analysis.json", ""), "reprobe": (stability / "reprobe.json", ""),
+                  "scse": (root / "data" / "reference" / "scse.json", "")}, verdicts_file)
+    report.write_report(PARAMS, inputs, root / "paper" / "generated", fake_comparisons(), lora=lora, stability=stability,
+                        verdicts_file=verdicts_file)
     write_provenance(root)
     return root
 
@@ -97,6 +104,9 @@ def test_pdf_is_byte_identical_and_shows_generated_values(project, tmp_path):
     assert values["AblationBestTestMae"]["text"] in text and "Learning-rate ablation" in text
     assert "It is far away" in text  # the demo's answer, in the appendix
     assert values["StabilityMeanPss"]["text"] in text and "Order stability of classifications" in text
+    flat = " ".join(text.split())
+    assert "Verdicts on the headline claims" in flat and values["VerdictNClaims"]["text"] in flat
+    assert "Of the 6 headline claims of the LoRA study" in flat  # the abstract speaks from the verdicts
     assert "??" not in text
     # no paths of the build machine leak into the PDF
     assert str(project).encode() not in first.read_bytes()

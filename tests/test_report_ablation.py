@@ -18,9 +18,9 @@ from test_report import FAKE_RUNS, PARAMS, fake_lora  # noqa: E402
 DEFAULTS = {d: PARAMS[f"train.{d}"] for d in ablation.DIMS}
 
 
-def _macros(inputs, baseline_mae=0.02) -> dict[str, str]:
+def _macros(inputs) -> dict[str, str]:
     ms = MacroSet()
-    ablation.add_macros(ms, ablation.load(inputs), DEFAULTS, lambda p: Path(p).name, baseline_mae, constrained=True)
+    ablation.add_macros(ms, ablation.load(inputs), DEFAULTS, lambda p: Path(p).name, constrained=True)
     return {m.key: m.text for m in ms.macros()}
 
 
@@ -30,34 +30,45 @@ def test_three_tables_vary_one_setting_around_the_default(tmp_path):
         rows = ablation.dimension_rows(data["runs"], DEFAULTS, dim)
         assert [r[dim] for r in rows] == values
         assert sum(r["run"] == "default" for r in rows) == 1  # the default run is shared, not repeated
-    text = ablation.build_tables(data, DEFAULTS)["ablation_lr"]
+    built = ablation.build_tables(data, DEFAULTS)
+    for dim in ablation.DIMS:
+        text = built[f"ablation_{dim}"]
+        # every redshift table ends with the constant predictor and the base model on the same galaxies
+        const = next(line for line in text.splitlines() if line.startswith("constant ($z=0.160$)"))
+        assert const.split(" & ")[1] == "0.0664" and const.split(" & ")[2] == "0"
+        assert any(line.startswith("base model & ---") for line in text.splitlines())
+    text = built["ablation_lr"]
     default_line = next(line for line in text.splitlines() if line.startswith(r"\textbf{\num{1e-04}}"))
     assert "0.043" in default_line and r"85.2\%" in default_line  # the original's values beside ours
+    assert r"\textbf{\ensuremath{-}0.0364\,{\scriptsize[" in default_line  # its difference to the constant, with CI
     other = next(line for line in text.splitlines() if line.startswith(r"\num{1e-05}"))
     assert other.rstrip(" \\").endswith("--- & --- & ---")  # not in the reference file: a dash, never a guess
+    ret = built["ablation_retention"]
+    assert ret.count(r"\texttt{") == 7 and r"80.0\%\,{\scriptsize[60, 100]}" in ret  # above chance beside the ratio
 
 
 def test_claims_follow_the_results(tmp_path):
     first = _macros(fake_lora(tmp_path / "a"))
     assert first["ablation.best.run"] == r"\texttt{default}"
-    assert "the same setting the original found best" == first["ablation.claim.original"]
-    assert first["ablation.lr.best"] == r"\num{1e-04}"
+    assert first["ablation.claim.axis_lr"].startswith(r"at rank 8 and 2 epochs, a learning rate of $10^{-4}$ gives")
+    assert first["ablation.n_beat_constant"] == "6" and first["ablation.constant.val_mae"] == "0.0664"
     # make lr 1e-3 the best run on validation: every sentence that depends on it changes
     flipped = _macros(fake_lora(tmp_path / "b", val_mae={"lr-0.001": 0.010}))
     assert flipped["ablation.best.run"] == r"\texttt{lr-0.001}"
-    assert flipped["ablation.claim.original"].startswith("whereas the original found")
-    assert r"\num{1e-03}" in flipped["ablation.claim.best"] and r"\num{1e-03}" in flipped["ablation.claim.setting"]
-    assert flipped["ablation.lr.best"] == r"\num{1e-03}"
-    # a much better baseline turns "(better)" into "(worse)"
-    assert "(better)" in _macros(fake_lora(tmp_path / "c"), baseline_mae=1.0)["ablation.claim.baseline"]
-    assert "(worse)" in _macros(fake_lora(tmp_path / "d"), baseline_mae=0.001)["ablation.claim.baseline"]
+    assert r"a learning rate of $10^{-3}$ gives" in flipped["ablation.claim.axis_lr"]
+    assert r"run \texttt{lr-0.001}" in flipped["ablation.claim.selection"]
+    # no run beats the constant: no setting is called best, the chosen run does not read redshift
+    none = _macros(fake_lora(tmp_path / "c", scale=4.0))
+    assert none["ablation.n_beat_constant"] == "0"
+    assert "no learning rate can be called best at this scale" in none["ablation.claim.axis_lr"]
+    assert "does worse than predicting the training median" in none["ablation.claim.constant"]
 
 
 def test_unparsed_runs_are_reported_not_dropped(tmp_path):
     m = _macros(fake_lora(tmp_path, unparsed=0.5))
-    assert m["ablation.claim.best"].startswith("None of the 7 trained runs parses")
-    assert m["ablation.lr.best"] == "---"
-    assert m["ablation.best.test_n_unparsed"] == "10"
+    assert m["ablation.claim.selection"].startswith("none of the 7 trained runs parses")
+    assert "no run of the learning rates tried" in m["ablation.claim.axis_lr"]
+    assert m["ablation.best.test_n_unparsed"] == "20"
     assert m["ablation.base.test_unparsed_frac"] == r"100\%"
 
 

@@ -246,3 +246,19 @@ def test_retention_run_scores_base_and_adapter_on_the_same_items(tiny, tmp_path)
     with pytest.raises(InputError, match="adapter folder"):
         retention_run("gone", base_dir=folder, adapter_dir=tmp_path / "lora" / "gone", probe_path=probe_dir,
                       settings=settings, log=lambda *_: None)
+
+
+def test_retention_above_chance_discounts_guessing():
+    # 4 options (chance 0.25); base 60%, adapted 40%: raw ratio 2/3, above chance (0.40-0.25)/(0.60-0.25) = 3/7
+    from specllm.evaluate.retention import paired_bootstrap_ratio
+
+    base = np.array([1] * 6 + [0] * 4, float)
+    adapted = np.array([1] * 4 + [0] * 6, float)
+    chance = np.full(10, 0.25)
+    raw = paired_bootstrap_ratio(adapted, base, n_boot=500, seed=1)
+    above = paired_bootstrap_ratio(adapted, base, n_boot=500, seed=1, chance=chance)
+    assert raw["ratio"] == pytest.approx(2 / 3) and above["ratio"] == pytest.approx(3 / 7)
+    assert above["ci_low"] < above["ratio"] < above["ci_high"]
+    # a base model at chance leaves nothing to retain: no point estimate
+    assert paired_bootstrap_ratio(adapted, np.array([1, 0, 0, 0] * 2 + [0, 0], float), n_boot=50, seed=1,
+                                  chance=chance)["ratio"] is None

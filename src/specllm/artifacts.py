@@ -32,6 +32,7 @@ TABLES_PY = "src/specllm/report/tables.py"
 REPORT_PY = "src/specllm/stages/report.py"
 ABLATION_PY = "src/specllm/report/ablation.py"
 STABILITY_PY = "src/specllm/report/stability.py"
+VERDICTS_PY = "src/specllm/verdicts.py"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ REGISTRY: dict[str, Artifact] = {a.id: a for a in (
     Artifact("table", "ablation_lr", ABLATION_PY, "dimension_table"),
     Artifact("table", "ablation_rank", ABLATION_PY, "dimension_table"),
     Artifact("table", "ablation_epochs", ABLATION_PY, "dimension_table"),
+    Artifact("table", "ablation_retention", ABLATION_PY, "retention_table"),
+    Artifact("table", "verdicts", VERDICTS_PY, "latex_table"),
     # Throughput, peak memory and wall time of each training run: measurements, not results.
     Artifact("table", "ablation_cost", ABLATION_PY, "cost_table", machine=True),
     Artifact("table", "stability_summary", STABILITY_PY, "add_stability"),

@@ -7,7 +7,8 @@ data/reference/scse.json (the published SCSE stability figures). Each row names 
 ([1], [2]), cited below the table; a reference value that is missing is never guessed.
 
 This run's counterpart of each row comes from the stage outputs (ITEMS); a row whose output is
-absent from this build prints "not in this build". Read-only: compare never runs a stage.
+absent from this build prints "not in this build". Below the table, the verdict on each headline
+claim (results/verdicts.json, see specllm.verdicts). Read-only: compare never runs a stage.
 """
 
 from __future__ import annotations
@@ -170,5 +171,17 @@ def render(root: Path) -> str:
     lines = [f"this run: profile {active_profile(root)} (only the paper profile reproduces the original setting)", "",
              "  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in table]
-    lines += ["", *cites]
+    lines += ["", *cites, "", *verdict_lines(root)]
     return "\n".join(lines)
+
+
+def verdict_lines(root: Path) -> list[str]:
+    """The verdict table (results/verdicts.json, stage `verdicts`): each headline claim of both original
+    studies, supported / contradicted / not testable at this scale, with this run's value and the reason."""
+    from specllm import verdicts
+
+    v = _load(root, "results/verdicts.json")
+    if v is None:
+        return ["verdicts: not in this build (run `dvc repro verdicts`)"]
+    return ["verdicts (results/verdicts.json; decided by this run's 95% intervals and null baselines):", "",
+            *verdicts.text_table(v).splitlines()]

@@ -131,6 +131,7 @@ SCHEMA: dict[str, Callable[[Any], str | None]] = {
     "retention.n_boot": _pos_int,
     "retention.max_items": _num(0, integer=True),
     "select.max_unparsed_frac": _num(0.0, 1.0),
+    "select.n_boot": _pos_int,
     "demo.index": _num(0, integer=True),
     "demo.question": _type(str),
     "demo.max_new_tokens": _pos_int,

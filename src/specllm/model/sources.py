@@ -71,7 +71,28 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
     except importlib.metadata.PackageNotFoundError:
         package = "unknown"
     return {"gguf_file": gguf_path.name, "gguf_sha256": sha256_file(gguf_path), "gguf_package": package,
-            "conversion": "transformers GGUF loader, dequantised to float32"}
+            **gguf_quantization(gguf_path), "conversion": "transformers GGUF loader, dequantised to float32"}
+
+
+# bits per weight of the GGUF file types the paper may have to name (llama.cpp's LlamaFileType)
+QUANT_BITS = {"F32": 32, "F16": 16, "BF16": 16, "Q8_0": 8, "Q6_K": 6, "Q5_0": 5, "Q5_1": 5, "Q5_K_M": 5, "Q5_K_S": 5,
+              "Q4_0": 4, "Q4_1": 4, "Q4_K_M": 4, "Q4_K_S": 4, "Q3_K_M": 3, "Q3_K_S": 3, "Q3_K_L": 3, "Q2_K": 2}
+
+
+def gguf_quantization(gguf_path: str | Path) -> dict[str, Any]:
+    """The GGUF header's file type (e.g. Q4_1: the weights the paper's model was de-quantized from, which
+    it must disclose) and the count of tensors per storage type."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(gguf_path))
+    field = reader.fields.get("general.file_type")
+    if field is None:
+        raise InputError(gguf_path, "general.file_type", "missing from the GGUF header", "use a GGUF written by llama.cpp")
+    name = gguf.LlamaFileType(int(field.parts[field.data[0]][0])).name.removeprefix("MOSTLY_")
+    types: dict[str, int] = {}
+    for t in reader.tensors:
+        types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+    return {"gguf_quantization": name, "gguf_bits": QUANT_BITS.get(name), "gguf_tensor_types": dict(sorted(types.items()))}
 
 
 # --- hub or local folder --------------------------------------------------------------------------

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from specllm import claims
+from specllm.claims import finite as _num
 from specllm.errors import InputError
 from specllm.report import figures, tables
 from specllm.report.macros import MacroSet, format_value
@@ -94,16 +96,6 @@ def _csv(path: Path, columns: Sequence[str], fix: str) -> pd.DataFrame:
         raise InputError(path, ", ".join(missing), "missing column", fix)
     return df
 
-
-def _num(v: Any) -> float | None:
-    """A finite float, or None (null, NaN, missing)."""
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def load(inputs: AblationInputs) -> dict[str, Any]:
@@ -175,14 +167,6 @@ def reference_row(ref: Mapping[str, Any], setting: Mapping[str, Any]) -> Mapping
     return None
 
 
-def best_in(rows: Sequence[Mapping[str, Any]], max_unparsed_frac: float) -> Mapping[str, Any] | None:
-    """The row with the lowest validation MAE among rows that parse often enough (the select rule,
-    restricted to one table)."""
-    ok = [r for r in rows if _num(r.get("val_mae")) is not None
-          and (_num(r.get("val_unparsed_frac")) or 0.0) <= max_unparsed_frac]
-    return min(ok, key=lambda r: (float(r["val_mae"]), r["run"])) if ok else None
-
-
 def _setting_text(dim: str, value: Any) -> str:
     return format_value(float(value), "sci", 0) if dim == "lr" else format_value(int(value), "int")
 
@@ -192,35 +176,87 @@ def _cell(v: Any, kind: str, precision: int | None = None) -> str:
     return DASH if f is None else format_value(f, kind, precision)
 
 
-def _retention_cell(r: Mapping[str, Any], name: str) -> str:
-    ret = (r.get("retention") or {}).get(name) or {}
-    ratio, lo, hi = _num(ret.get("ratio")), _num(ret.get("ci_low")), _num(ret.get("ci_high"))
-    if ratio is None:
+def _interval_cell(mid: Any, lo: Any, hi: Any, kind: str, precision: int, scale: float = 1.0,
+                   ci_precision: int | None = None) -> str:
+    """'0.064 [0.050, 0.080]' with the interval set small, or a dash."""
+    m = _num(mid)
+    if m is None:
         return DASH
-    ci = rf"\,{{\scriptsize[{format_value(100 * lo, 'float', 0)}, {format_value(100 * hi, 'float', 0)}]}}" \
+    lo, hi = _num(lo), _num(hi)
+    cp = precision if ci_precision is None else ci_precision
+    sign = "$+$" if kind == "float" and m > 0 else ""
+    ci = rf"\,{{\scriptsize[{format_value(scale * lo, 'float', cp)}, {format_value(scale * hi, 'float', cp)}]}}" \
         if lo is not None and hi is not None else ""
-    return format_value(ratio, "percent", 1) + ci
+    return sign + format_value(m, kind, precision) + ci
 
 
-def dimension_table(dim: str, rows: Sequence[Mapping[str, Any]], best_run: str, ref: Mapping[str, Any]) -> str:
-    """One ablation table: ours (validation and test) beside the original's reported values."""
-    body = []
+def _vs_constant_cell(r: Mapping[str, Any]) -> str:
+    d = (r.get("vs_constant") or {}).get("val") or {}
+    return _interval_cell(d.get("mean_diff"), d.get("ci_low"), d.get("ci_high"), "float", 4)
+
+
+def _reference_rows(runs: Mapping[str, Mapping[str, Any]], constant: Mapping[str, Any] | None,
+                    ncols: int) -> list[Any]:
+    """The rows every redshift table repeats below its runs: the constant predictor and the base model."""
+    rows: list[Any] = [tables.MIDRULE]
+    if constant:
+        cells = [r"constant ($z=" + format_value(float(constant["value"]), "float", 3) + "$)",
+                 _cell(constant.get("val_mae"), "float", 4), "0", _cell(constant.get("test_mae"), "float", 4)]
+        rows.append(cells + [DASH] * (ncols - len(cells)))
+    base = runs.get("base")
+    if base is not None:
+        cells = ["base model", _cell(base.get("val_mae"), "float", 4), _vs_constant_cell(base),
+                 _cell(base.get("test_mae"), "float", 4), _cell(base.get("test_nmad"), "float", 4),
+                 _cell(base.get("test_outlier_frac"), "percent", 1), _cell(base.get("test_unparsed_frac"), "percent", 1)]
+        rows.append(cells + [DASH] * (ncols - len(cells)))
+    return rows
+
+
+def dimension_table(dim: str, rows: Sequence[Mapping[str, Any]], best_run: str, ref: Mapping[str, Any],
+                    runs: Mapping[str, Mapping[str, Any]] | None = None,
+                    constant: Mapping[str, Any] | None = None) -> str:
+    """One ablation table: ours (validation and test) beside the original's reported values, then the
+    constant predictor and the base model on the same galaxies."""
+    body: list[Any] = []
     for r in rows:
-        cells = [_setting_text(dim, r[dim]), _cell(r.get("val_mae"), "float", 4), _cell(r.get("test_mae"), "float", 4),
-                 _cell(r.get("test_nmad"), "float", 4), _cell(r.get("test_outlier_frac"), "percent", 1),
-                 _cell(r.get("test_unparsed_frac"), "percent", 1),
-                 _retention_cell(r, "science"), _retention_cell(r, "general")]
+        cells = [_setting_text(dim, r[dim]), _cell(r.get("val_mae"), "float", 4), _vs_constant_cell(r),
+                 _cell(r.get("test_mae"), "float", 4), _cell(r.get("test_nmad"), "float", 4),
+                 _cell(r.get("test_outlier_frac"), "percent", 1), _cell(r.get("test_unparsed_frac"), "percent", 1)]
         if r["run"] == best_run:
             cells = [rf"\textbf{{{c}}}" for c in cells]
         orig = reference_row(ref, r) or {}
         cells += [_cell(orig.get("mae"), "float", 3), _cell(orig.get("science_retention"), "percent", 1),
                   _cell(orig.get("general_retention"), "percent", 1)]
         body.append(cells)
-    header = [DIM_LABELS[dim], "val MAE", "MAE", "NMAD", r"$f_\mathrm{out}$", "unparsed", "science", "general",
+    body += _reference_rows(runs or {}, constant, 10)
+    header = [DIM_LABELS[dim], "val MAE", r"$\Delta$ vs const.", "MAE", "NMAD", r"$f_\mathrm{out}$", "unparsed",
               "MAE", "science", "general"]
-    group = (r" & \multicolumn{7}{c}{this work (test split unless marked val)} & \multicolumn{3}{c}{original} \\"
-             r" \cmidrule(lr){2-8}\cmidrule(l){9-11}")
-    text = tables.booktabs(header, body, "l" + "r" * 10)
+    group = (r" & \multicolumn{2}{c}{validation} & \multicolumn{4}{c}{test} & \multicolumn{3}{c}{original} \\"
+             r" \cmidrule(lr){2-3}\cmidrule(lr){4-7}\cmidrule(l){8-10}")
+    text = tables.booktabs(header, body, "l" + "r" * 9)
+    return text.replace(r"\toprule" + "\n", r"\toprule" + "\n" + group + "\n", 1)
+
+
+def retention_table(runs: Mapping[str, Mapping[str, Any]], order: Sequence[str], best_run: str) -> str:
+    """Per run and probe set: base and adapted accuracy, the raw retention ratio and the retention above
+    chance, each ratio with its paired-bootstrap interval (percent)."""
+    body = []
+    for name in order:
+        r = runs[name]
+        cells = [format_value(name, "code")]
+        for s in RETENTION_SETS:
+            ret = (r.get("retention") or {}).get(s) or {}
+            cells += [_cell(ret.get("base_acc"), "percent", 1), _cell(ret.get("adapted_acc"), "percent", 1),
+                      _interval_cell(ret.get("ratio"), ret.get("ci_low"), ret.get("ci_high"), "percent", 1, 100, 0),
+                      _interval_cell(ret.get("above_chance"), ret.get("above_chance_ci_low"),
+                                     ret.get("above_chance_ci_high"), "percent", 1, 100, 0)]
+        if name == best_run:
+            cells = [rf"\textbf{{{c}}}" for c in cells]
+        body.append(cells)
+    header = ["Run"] + ["base", "adapted", "retention", "above chance"] * 2
+    group = (r" & \multicolumn{4}{c}{science} & \multicolumn{4}{c}{general} \\"
+             r" \cmidrule(lr){2-5}\cmidrule(l){6-9}")
+    text = tables.booktabs(header, body, "l" + "r" * 8)
     return text.replace(r"\toprule" + "\n", r"\toprule" + "\n" + group + "\n", 1)
 
 
@@ -268,68 +304,9 @@ def prompt_excerpt(prompt: str, n_values: int = PROMPT_VALUES) -> str:
     return clean_text(f"{head}: {','.join(values[:n_values])}, ... ({len(values)} values)")
 
 
-def _setting_phrase(r: Mapping[str, Any]) -> str:
-    return (rf"a learning rate of {format_value(float(r['lr']), 'sci', 0)}, rank {int(r['rank'])} "
-            rf"and {int(r['epochs'])}~epoch{'s' if int(r['epochs']) != 1 else ''}")
-
-
-def claims(data: Mapping[str, Any], baseline_mae: float | None) -> dict[str, str]:
-    """Sentences whose content depends on the results (kind latex): they change when results do."""
-    abl, runs, ref = data["ablation"], data["runs"], data["ref"]
-    best = runs[abl["best"]]
-    max_unparsed = float(abl["selection"].get("max_unparsed_frac", 0.1))
-    n_trained = sum(1 for n in runs if n != "base")
-    ok = [r for n, r in runs.items() if n != "base" and _num(r.get("val_mae")) is not None
-          and (_num(r.get("val_unparsed_frac")) or 0.0) <= max_unparsed]
-    out: dict[str, str] = {}
-    if ok:
-        out["best"] = (rf"Of the {n_trained} trained runs, {len(ok)} parse at least "
-                       rf"{format_value(1 - max_unparsed, 'percent', 0)} of their validation answers; among them "
-                       rf"{_setting_phrase(best)} gives the lowest validation MAE")
-        out["setting"] = rf"{_setting_phrase(best)} gives the lowest validation MAE"
-    else:
-        out["best"] = (rf"None of the {n_trained} trained runs parses at least {format_value(1 - max_unparsed, 'percent', 0)} "
-                       rf"of its validation answers, so the run with the fewest unparsed validation answers is reported: "
-                       rf"{_setting_phrase(best)}")
-        out["setting"] = rf"no run parses often enough, and the least unparsed ({_setting_phrase(best)}) is reported"
-    rb = ref["best"]
-    same = all(_same(best.get(d), rb.get(d)) for d in DIMS)
-    out["original"] = ("the same setting the original found best" if same else
-                       rf"whereas the original found {_setting_phrase(rb)} best")
-    test_mae = _num(best.get("test_mae"))
-    if test_mae is None:
-        out["baseline"] = r"no test answer of this run parses, so it has no test MAE to set against the baseline"
-    elif baseline_mae is not None and baseline_mae > 0:
-        ratio = test_mae / baseline_mae
-        if abs(ratio - 1) <= 0.005:
-            out["baseline"] = r"its test MAE equals the non-language baseline's"
-        elif ratio > 1:
-            out["baseline"] = rf"its test MAE is {format_value(ratio, 'float', 1)} times the non-language baseline's (worse)"
-        else:
-            out["baseline"] = rf"its test MAE is {format_value(ratio, 'float', 2)} of the non-language baseline's (better)"
-    else:
-        out["baseline"] = r"there is no baseline MAE to compare with"
-    rets = {s: _num(((best.get("retention") or {}).get(s) or {}).get("ratio")) for s in RETENTION_SETS}
-    if all(v is not None for v in rets.values()):
-        refr = reference_row(ref, rb) or {}
-        parts = []
-        for s in RETENTION_SETS:
-            ours, theirs = rets[s], _num(refr.get(f"{s}_retention"))
-            if theirs is None:
-                parts.append(rf"{format_value(ours, 'percent', 1)} of the base model's {s} accuracy")
-            else:
-                rel = "more than" if ours > theirs else "less than" if ours < theirs else "as much as"
-                parts.append(rf"{format_value(ours, 'percent', 1)} of the base model's {s} accuracy ({rel} the original's "
-                             rf"{format_value(theirs, 'percent', 1)})")
-        out["retention"] = "the adapted model scores " + " and ".join(parts)
-    else:
-        out["retention"] = r"the retention of this run was not measured"
-    return out
-
-
 # ---------------------------------------------------------------- macros, tables, figures
 
-def add_macros(ms: MacroSet, data: Mapping[str, Any], defaults: Mapping[str, Any], rel, baseline_mae: float | None,
+def add_macros(ms: MacroSet, data: Mapping[str, Any], defaults: Mapping[str, Any], rel,
                constrained: bool = False) -> None:
     inputs: AblationInputs = data["inputs"]
     ms.add("evaluate.decoding", DECODING[bool(constrained)], source="params.yaml", kind="latex")
@@ -357,7 +334,8 @@ def add_macros(ms: MacroSet, data: Mapping[str, Any], defaults: Mapping[str, Any
     ms.add("ablation.best.test_n_unparsed", int(best["test_n_unparsed"]), source=src)
     for s in RETENTION_SETS:
         ret = (best.get("retention") or {}).get(s) or {}
-        for part in ("ratio", "ci_low", "ci_high", "base_acc", "adapted_acc"):
+        for part in ("ratio", "ci_low", "ci_high", "base_acc", "adapted_acc", "above_chance",
+                     "above_chance_ci_low", "above_chance_ci_high", "chance"):
             v = _num(ret.get(part))
             ms.add(f"ablation.best.{s}.{part}", "n/a" if v is None else v, source=src,
                    kind="text" if v is None else "percent", precision=None if v is None else 1)
@@ -368,15 +346,23 @@ def add_macros(ms: MacroSet, data: Mapping[str, Any], defaults: Mapping[str, Any
         v = _num(base.get("test_mae"))
         ms.add("ablation.base.test_mae", "n/a" if v is None else v, source=src,
                kind="text" if v is None else "float", precision=None if v is None else 4)
-    max_unparsed = float(abl["selection"].get("max_unparsed_frac", 0.1))
     for dim in DIMS:
         rows = dimension_rows(runs, defaults, dim)
         ms.add(f"ablation.{dim}.n_values", len(rows), source=src)
-        b = best_in(rows, max_unparsed)
-        ms.add(f"ablation.{dim}.best", DASH if b is None else _setting_text(dim, b[dim]), source=src, kind="latex")
         ms.add(f"ablation.{dim}.values", ", ".join(_setting_text(dim, r[dim]) for r in rows), source=src, kind="latex")
-    for name, text in claims(data, baseline_mae).items():
+    for name, text in claims.lora_claims(abl, ref).items():
         ms.add(f"ablation.claim.{name}", text, source=src, kind="latex")
+    c = abl.get("constant") or {}
+    if c:
+        ms.add("ablation.constant.value", float(c["value"]), source=src, kind="float", precision=3)
+        for split in ("val", "test"):
+            if _num(c.get(f"{split}_mae")) is not None:
+                ms.add(f"ablation.constant.{split}_mae", float(c[f"{split}_mae"]), source=src, kind="float", precision=4)
+    n_beat = sum(1 for n, r in runs.items() if n != "base" and ((r.get("vs_constant") or {}).get("val") or {}).get("beats"))
+    ms.add("ablation.n_beat_constant", n_beat, source=src)
+    ms.add("ablation.n_boot", int((abl.get("stats") or {}).get("n_boot", 0)), source=src)
+    ms.add("ablation.cmp_level", float((abl.get("stats") or {}).get("level", 0.95)), source=src, kind="percent",
+           precision=0)
     # the cost of the grid (train.json of every run)
     train = data["train"]
     wall = [_num(t.get("wall_s")) or 0.0 for t in train.values()]
@@ -428,8 +414,11 @@ def add_macros(ms: MacroSet, data: Mapping[str, Any], defaults: Mapping[str, Any
 
 def build_tables(data: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, str]:
     runs, best, ref = data["runs"], data["ablation"]["best"], data["ref"]
-    out = {f"ablation_{dim}": dimension_table(dim, dimension_rows(runs, defaults, dim), best, ref) for dim in DIMS}
+    constant = data["ablation"].get("constant")
+    out = {f"ablation_{dim}": dimension_table(dim, dimension_rows(runs, defaults, dim), best, ref, runs, constant)
+           for dim in DIMS}
     out["ablation_cost"] = cost_table(data["train"], run_order(data["train"]))
+    out["ablation_retention"] = retention_table(runs, run_order(data["train"]), best)
     return out
 
 

@@ -1,8 +1,13 @@
-"""Stage `baseline`: the non-LLM "dedicated method" row the LLM is compared with.
+"""Stage `baseline`: the non-LLM "dedicated method" rows the LLM is compared with, and the null row.
 
 scikit-learn regressors trained on exactly the rescaled flux vectors the LLM reads (train
-split), scored on the test split with the same metrics as the LLM. The best one is named on the
-validation split, never the test split.
+split), scored on the validation and test splits with the same metrics as the LLM. The best one is
+named on the validation split, never the test split.
+
+The constant predictor (every galaxy gets the training split's median redshift) is the null
+baseline: a model "reads redshift" only if it beats it (specllm.claims). It is a row of
+results/baseline.json (key `constant`, with its `value`) and of every redshift table, but never
+the "best" dedicated method (`best` is chosen among the learned regressors only).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from specllm.errors import InputError, run_main
 from specllm.io import write_json
 from specllm.metrics import redshift_metrics
 
-LABELS = {"knn": "k-nearest neighbours", "random_forest": "Random forest"}
+LABELS = {"knn": "k-nearest neighbours", "random_forest": "Random forest",
+          "constant": "Constant (training median)"}
+NULL = "constant"  # the null baseline's key in baseline.json
 
 
 def load_split(folder: Path, split: str) -> tuple[np.ndarray, pd.DataFrame]:
@@ -45,17 +52,26 @@ def regressors(p: dict) -> dict:
     }
 
 
+def _scores(m_va: pd.DataFrame, m_te: pd.DataFrame, z_val, z_test) -> dict:
+    """Test metrics at the top level (what the tables print) and the validation ones as val_*."""
+    val = redshift_metrics(m_va["z"], z_val)
+    return {**{f"val_{k}": val[k] for k in ("mae", "nmad", "outlier_frac")}, **redshift_metrics(m_te["z"], z_test)}
+
+
 def run_baselines(folder: Path, p: dict) -> tuple[dict, pd.DataFrame]:
     (x_tr, m_tr), (x_va, m_va), (x_te, m_te) = (load_split(folder, s) for s in ("train", "val", "test"))
     methods, predictions = {}, pd.DataFrame({"gal_id": m_te["gal_id"], "z_true": m_te["z"]})
     for name, model in regressors(p).items():
         model.fit(x_tr, m_tr["z"].to_numpy())
-        val = redshift_metrics(m_va["z"], model.predict(x_va))
         z_pred = model.predict(x_te)
-        methods[name] = {"label": LABELS[name], "val_mae": val["mae"], **redshift_metrics(m_te["z"], z_pred)}
+        methods[name] = {"label": LABELS[name], **_scores(m_va, m_te, model.predict(x_va), z_pred)}
         predictions[name] = z_pred
-    best = min(methods, key=lambda k: methods[k]["val_mae"])
-    return {"methods": methods, "best": best, "n_train": int(len(x_tr))}, predictions
+    best = min(methods, key=lambda k: methods[k]["val_mae"])  # among the learned regressors only
+    value = float(np.median(m_tr["z"].to_numpy(float)))
+    methods[NULL] = {"label": LABELS[NULL], "value": value,
+                     **_scores(m_va, m_te, np.full(len(m_va), value), np.full(len(m_te), value))}
+    predictions[NULL] = value
+    return {"methods": methods, "best": best, "null": NULL, "n_train": int(len(x_tr))}, predictions
 
 
 def main() -> None:

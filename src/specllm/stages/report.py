@@ -6,7 +6,8 @@ Writes, and owns, paper/generated/:
     macros.tex         one \\newcommand per number or claim the paper prints (sorted)
     values.json        every macro's name, key, raw value, text, kind, precision and source file
     tables/*.tex       booktabs tabulars: data_summary, splits, baseline, model, params,
-                       environment, packages, inputs; ablation_{lr,rank,epochs}, ablation_cost
+                       environment, packages, inputs; ablation_{lr,rank,epochs}, ablation_cost,
+                       ablation_retention; verdicts
     figures/*.pdf|png  redshift_distribution, example_spectrum, real_vs_reconstructed,
                        colour_colour, baseline_predictions; ablation_predictions,
                        ablation_per_bin, ablation_loss
@@ -44,11 +45,16 @@ marked optional):
                                     (if absent: serialization.json's example, a string or
                                     {text, gal_id?, split?, z?})
     results/baseline.json           methods {key: {label, mae, nmad, outlier_frac, n_test|n}},
-                                    best (a key of methods)
+                                    best (a key of methods); optional: null (the constant
+                                    predictor's key, whose method has its value)
     results/baseline_predictions.csv gal_id, z_true, one column per method key
     results/environment.json        written by specllm.stages.environment
     real spectra                    a list of dicts {name, wave, real_flux, reconstructed_flux,
                                     z} from specllm.data.real_spectra (main() imports it lazily)
+    results/verdicts.json           rows (specllm.verdicts' contract), counts, summaries: the
+                                    verdict table, its counts and one summary per study
+    results/stability/sample.json   optional: catalogue_source, catalogue_rows (the catalogue
+                                    paragraph follows the catalogue the stability study used)
 """
 
 from __future__ import annotations
@@ -112,6 +118,7 @@ _PRODUCERS = {
     "baseline.json": "run `dvc repro baseline`",
     "baseline_predictions.csv": "run `dvc repro baseline`",
     "environment.json": "run `dvc repro environment` (python -m specllm.stages.environment)",
+    "verdicts.json": "run `dvc repro verdicts`",
 }
 
 
@@ -130,6 +137,7 @@ class Inputs:
     baseline: Path
     baseline_predictions: Path
     environment: Path
+    stability_sample: Path | None = None  # results/stability/sample.json: which catalogue the study used
 
     @classmethod
     def under(cls, root: Path) -> Inputs:
@@ -148,6 +156,7 @@ class Inputs:
             baseline=results / "baseline.json",
             baseline_predictions=results / "baseline_predictions.csv",
             environment=results / "environment.json",
+            stability_sample=results / "stability" / "sample.json",
         )
 
     def rel(self, path: Path) -> str:
@@ -269,6 +278,12 @@ def load_inputs(params: Mapping[str, Any], inputs: Inputs) -> dict[str, Any]:
         raise InputError(inputs.catalogue, "simulated", str(err), _fix(inputs.catalogue)) from None
     cat["class"] = cat["class"].astype(str).str.upper()
     loaded["catalogue"] = cat
+    loaded["stability_sample"] = None
+    if inputs.stability_sample is not None and Path(inputs.stability_sample).is_file():
+        sample = read_json(inputs.stability_sample)
+        get(sample, "catalogue_source", inputs.stability_sample, types=str)
+        get(sample, "catalogue_rows", inputs.stability_sample, types=int)
+        loaded["stability_sample"] = sample
 
     summary = read_json(inputs.data_summary)
     for key in ("profile", "source", "n_source", "n_train", "n_val", "n_test", "z_bins", "bin_edges",
@@ -495,6 +510,12 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     ms.add("raw.n_inputs", len(man.get("inputs_sha256", {})), source=src, kind="int")
     cat = loaded["catalogue"]
     src = inputs.rel(inputs.catalogue)
+    sample = loaded.get("stability_sample")
+    text, summary = catalogue_text(cat, sample)
+    csrc = inputs.rel(inputs.stability_sample) if sample is not None else src
+    ms.add("catalogue.text", text, source=csrc, kind="latex")
+    ms.add("catalogue.summary", summary, source=csrc, kind="latex")
+    ms.add("catalogue.used_n", int(sample["catalogue_rows"]) if sample is not None else len(cat), source=csrc)
     ms.add("catalogue.n", len(cat), source=src)
     ms.add("catalogue.simulated", int(cat["simulated"].sum()), source=src)
     ms.add("catalogue.real", int((~cat["simulated"]).sum()), source=src)
@@ -534,6 +555,7 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     ms.add("llm.context_length", int(m["context_length"]), source=src, kind="int")
     ms.add("llm.sha_short", str(m["sha256"])[:12], source=src, kind="code")
     ms.add("llm.revision", str(m.get("revision") or "n/a"), source=src, kind="code")
+    ms.add("llm.origin", model_origin(m), source=src, kind="latex")
 
     # serialization
     ser = loaded["serialization"]
@@ -575,6 +597,9 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     for key, m in methods.items():
         _baseline_macros(ms, f"baseline.{key}", m, src)
     _baseline_macros(ms, "baseline.best", methods[b["best"]], src)
+    null = b.get("null")
+    if null in methods and "value" in methods[null]:
+        ms.add("baseline.null.value", float(methods[null]["value"]), source=src, kind="float", precision=3)
     ms.add("baseline.best.method", in_sentence(str(methods[b["best"]]["label"])), source=src)
     if "n_train" in b:
         ms.add("baseline.n_train", int(b["n_train"]), source=src)
@@ -605,6 +630,54 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     for stem, fn in figures.FIGURES.items():
         ms.add(f"figure.{stem}.source", figure_source(fn), source="src/specllm/report/figures.py", kind="latex")
     return ms
+
+
+def model_origin(m: Mapping[str, Any]) -> str:
+    """Where the weights come from, as the paper must disclose it (LaTeX): a de-quantized GGUF names its
+    quantization type and bits (results/model.json, recorded by the model stage from the GGUF header)."""
+    name = escape_latex(str(m["name"]))
+    if m.get("source") == "gguf":
+        q = m.get("gguf_quantization")
+        if not q:
+            raise InputError("results/model.json", "gguf_quantization", "missing for a GGUF model",
+                             "rerun `dvc repro model` (it records the GGUF header's file type)")
+        bits = f" ({int(m['gguf_bits'])}-bit)" if m.get("gguf_bits") else ""
+        return (rf"the {escape_latex(q)}{bits} GGUF file of {name} shipped in "
+                rf"{format_value(str(m.get('gguf_package', 'n/a')), 'code')}, de-quantized to 32-bit floats (fp32): "
+                r"its weights are the quantized ones, not the original 16-bit weights")
+    if m.get("source") == "tiny":
+        return rf"{name}, a tiny randomly initialised model (its answers carry no knowledge)"
+    return rf"{name} as published (revision {format_value(str(m.get('revision') or 'n/a'), 'code')})"
+
+
+def catalogue_text(cat: pd.DataFrame, sample: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The data section's paragraph on the classification catalogue and the summary's clause, for the
+    catalogue the stability study actually used (results/stability/sample.json's catalogue_source)."""
+    counts = {c: int((cat["class"] == c).sum()) for c in CLASS_ORDER}
+    sim = {c: int(((cat["class"] == c) & cat["simulated"]).sum()) for c in CLASS_ORDER}
+    n = format_value(len(cat), "int")
+    embedded = (rf"The embedded catalogue holds {n} objects with $ugriz$ magnitudes and a redshift. Its "
+                rf"{format_value(counts['GALAXY'], 'int')} galaxies are the real galaxies above, with their measured "
+                rf"magnitudes and spectroscopic redshifts. Its {format_value(counts['STAR'], 'int')} stars and "
+                rf"{format_value(counts['QSO'], 'int')} quasars are "
+                + ("simulated" if sim["STAR"] == counts["STAR"] and sim["QSO"] == counts["QSO"] else
+                   rf"partly simulated ({format_value(sim['STAR'], 'int')} stars and {format_value(sim['QSO'], 'int')} "
+                   r"quasars)")
+                + r" (Table~\ref{tab:data}): stars from empirical SDSS stellar colour loci of dwarfs, giants and blue "
+                r"horizontal-branch stars, quasars from a power-law continuum with broad emission lines and "
+                r"intergalactic absorption \citep{madau1995} integrated through the SDSS filters, both with real "
+                r"Galactic extinction values and SDSS-like photometric noise. Every simulated row is flagged in the "
+                r"catalogue (Fig.~\ref{fig:colour}), so no result can mistake them for observed objects.")
+    if sample is None or sample.get("catalogue_source") == "embedded":
+        return (r"The stability study uses the embedded catalogue. " + embedded,
+                r"the catalogue's stars and quasars are simulated")
+    rows = format_value(int(sample["catalogue_rows"]), "int")
+    where = format_value(str(sample.get("catalogue", "n/a")), "code")
+    return (rf"The stability study uses a real SDSS DR17 export ({where}, {rows} objects): every object, star, "
+            r"galaxy or quasar, is observed, with the survey's photometry, spectroscopic class and redshift. "
+            r"The embedded catalogue (Table~\ref{tab:data}, Fig.~\ref{fig:colour}) is built as well but not used by "
+            r"this build's stability study.",
+            r"the stability study classifies observed SDSS DR17 objects")
 
 
 def _baseline_macros(ms: MacroSet, prefix: str, m: Mapping[str, Any], src: str) -> None:
@@ -659,7 +732,8 @@ def build_tables(loaded: Mapping[str, Any]) -> dict[str, str]:
         ("Model", escape_latex(str(m["name"]))),
         ("Loaded from", format_value(str(m["source"]), "code")),
         ("Parameters", format_value(int(m["n_params"]), "int")),
-        ("Weights dtype", format_value(str(m["dtype"]), "code")),
+        ("Weights dtype", format_value(str(m["dtype"]), "code")
+         + (rf", de-quantized from {escape_latex(str(m['gguf_quantization']))} GGUF" if m.get("gguf_quantization") else "")),
         ("Vocabulary", format_value(int(m["vocab_size"]), "int")),
         ("Context length", format_value(int(m["context_length"]), "int")),
         ("Revision", format_value(str(m.get("revision") or "n/a"), "code")),
@@ -743,7 +817,7 @@ def build_figures(loaded: Mapping[str, Any], comparisons: Sequence[Mapping[str, 
     written += figures.real_vs_reconstructed(list(comparisons), fig_dir / "real_vs_reconstructed")
     written += figures.colour_colour(loaded["catalogue"], fig_dir / "colour_colour")
     b = loaded["baseline"]
-    labels = {k: m["label"] for k, m in b["methods"].items()}
+    labels = {k: m["label"] for k, m in b["methods"].items() if k != b.get("null")}  # a constant needs no panel
     written += figures.baseline_predictions(loaded["predictions"], labels, b["best"], fig_dir / "baseline_predictions")
     return written
 
@@ -765,10 +839,12 @@ def check_comparisons(comparisons: Sequence[Mapping[str, Any]]) -> list[Mapping[
 
 def write_report(params: Mapping[str, Any], inputs: Inputs, out_dir: Path,
                  comparisons: Sequence[Mapping[str, Any]],
-                 lora: ablation.AblationInputs | None = None, stability: Path | None = None) -> dict[str, Any]:
+                 lora: ablation.AblationInputs | None = None, stability: Path | None = None,
+                 verdicts_file: Path | None = None) -> dict[str, Any]:
     """Read and check every input, then replace `out_dir` with macros, values, tables, figures.
-    `lora`: the LoRA study's outputs; `stability`: the stability study's folder (results/stability).
-    The stage always passes both; tests of one part may leave the others out."""
+    `lora`: the LoRA study's outputs; `stability`: the stability study's folder (results/stability);
+    `verdicts_file`: results/verdicts.json. The stage always passes all three; tests of one part may
+    leave the others out."""
     loaded = load_inputs(params, inputs)
     comparisons = check_comparisons(comparisons)
     lora_data = ablation.load(lora) if lora is not None else None
@@ -777,9 +853,10 @@ def write_report(params: Mapping[str, Any], inputs: Inputs, out_dir: Path,
     b = loaded["baseline"]
     if lora_data is not None:
         defaults = {d: params[f"train.{d}"] for d in ablation.DIMS}
-        ablation.add_macros(macros, lora_data, defaults, inputs.rel, _num_or_none(b["methods"][b["best"]].get("mae")),
-                            constrained=bool(params["evaluate.constrained"]))
+        ablation.add_macros(macros, lora_data, defaults, inputs.rel, constrained=bool(params["evaluate.constrained"]))
         table_text.update(ablation.build_tables(lora_data, defaults))
+    if verdicts_file is not None:
+        table_text["verdicts"] = add_verdicts(macros, read_json(verdicts_file), inputs.rel(verdicts_file))
 
     with atomic_dir(Path(out_dir)) as tmp:
         if stability is not None:  # adds its macros, so before they are written; a failure leaves out_dir as it was
@@ -796,12 +873,24 @@ def write_report(params: Mapping[str, Any], inputs: Inputs, out_dir: Path,
     return {"macros": len(macros), "tables": sorted(table_text), "figures": sorted({f.stem for f in figs})}
 
 
-def _num_or_none(v: Any) -> float | None:
+def add_verdicts(ms: MacroSet, v: Mapping[str, Any], src: str) -> str:
+    """The verdict macros (counts, one summary per study) and the verdict table's LaTeX."""
+    from specllm import verdicts
+
     try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+        rows = verdicts.check_rows(v["rows"], src)
+        counts = v["counts"]["all"]
+        summaries = v["summaries"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(src, "rows", f"not a verdict table ({err})", "run `dvc repro verdicts`") from None
+    ms.add("verdict.n_claims", len(rows), source=src)
+    for name, key in (("supported", "supported"), ("contradicted", "contradicted"), ("not testable", "untestable")):
+        ms.add(f"verdict.n_{key}", int(counts[name]), source=src)
+    for study in verdicts.STUDIES:
+        text = str(summaries.get(study, ""))
+        ms.add(f"verdict.{study}.summary", text[:1].upper() + text[1:], source=src, kind="text")
+        ms.add(f"verdict.{study}.n_claims", sum(1 for r in rows if r["study"] == study), source=src)
+    return verdicts.latex_table(rows)
 
 
 def load_comparisons(names: Sequence[str] = REAL_SPECTRA) -> list[dict[str, Any]]:
@@ -835,9 +924,10 @@ def main() -> None:
                     serialized=paths.SERIALIZED,
                     baseline=paths.RESULTS / "baseline.json",
                     baseline_predictions=paths.RESULTS / "baseline_predictions.csv",
-                    environment=paths.RESULTS / "environment.json")
+                    environment=paths.RESULTS / "environment.json",
+                    stability_sample=paths.RESULTS / "stability" / "sample.json")
     done = write_report(params, inputs, paths.GENERATED, load_comparisons(), lora=ablation.AblationInputs.under(paths.ROOT),
-                        stability=paths.RESULTS / "stability")
+                        stability=paths.RESULTS / "stability", verdicts_file=paths.RESULTS / "verdicts.json")
     print(f"report: {done['macros']} macros, tables {', '.join(done['tables'])}, "
           f"figures {', '.join(done['figures'])} -> {inputs.rel(paths.GENERATED)}/")
 

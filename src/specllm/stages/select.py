@@ -1,10 +1,13 @@
 """Stage `select`: the ablation table over all evaluated runs and the best configuration (validation only).
 
 Reads every results/eval/<run>.json (and <run>_predictions.csv of the best run), the training
-settings from results/train/<run>/train.json when present (else from the run name), and the
-retention results/retention/<run>.json when present. The best run is the lowest validation MAE
-among trained runs whose validation outputs parse often enough (select.max_unparsed_frac); the
-test split never enters the choice (see specllm.evaluate.select).
+settings from results/train/<run>/train.json when present (else from the run name), the
+retention results/retention/<run>.json when present, and the constant predictor's value (the
+training median of data/prepared/train_meta.csv, as in the baseline stage: the null every run is
+compared with; select.n_boot paired-bootstrap draws, seed). The best run is the lowest validation
+MAE among trained runs whose validation outputs parse often enough (select.max_unparsed_frac); the
+test split never enters the choice (see specllm.evaluate.select, which also makes the paired
+comparisons the claims are decided by).
 
 Writes results/ablation.json (per run: lr, rank, epochs, val and test MAE, NMAD, outlier fraction,
 bias, unparsed counts, science/general retention; the best run and the rule), and the figure data
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from specllm import paths
@@ -30,6 +34,7 @@ RETENTION_DIR = paths.RESULTS / "retention"
 OUT_JSON = paths.RESULTS / "ablation.json"
 OUT_BEST = paths.RESULTS / "ablation_best_predictions.csv"
 OUT_BINS = paths.RESULTS / "ablation_per_bin.csv"
+
 
 
 def per_bin_frame(eval_dir: Path) -> pd.DataFrame:
@@ -53,9 +58,23 @@ def best_predictions(eval_dir: Path, best: str) -> pd.DataFrame:
     return df[["split", "gal_id", "z_true", "z_pred", "parsed"]].assign(run=best)
 
 
+def constant_value(prepared: Path) -> float:
+    """The null predictor's value: the training split's median redshift (what the baseline stage's
+    `constant` row predicts), read from the prepared split itself, so that a change of the learned
+    baselines does not rerun this stage."""
+    file = Path(prepared) / "train_meta.csv"
+    if not file.is_file():
+        raise InputError(file, "-", "not found", "run `dvc repro prepare`")
+    z = pd.read_csv(file)["z"].to_numpy(float) if "z" in pd.read_csv(file, nrows=0).columns else None
+    if z is None or len(z) == 0:
+        raise InputError(file, "z", "missing or empty", "run `dvc repro prepare`")
+    return float(np.median(z))
+
+
 def run_select(eval_dir: Path, train_dir: Path, retention_dir: Path, out_json: Path, out_best: Path, out_bins: Path,
-               max_unparsed_frac: float) -> dict:
-    summary = ablation(eval_dir, train_dir=train_dir, retention_dir=retention_dir, max_unparsed_frac=max_unparsed_frac)
+               max_unparsed_frac: float, stats: dict | None = None) -> dict:
+    summary = ablation(eval_dir, train_dir=train_dir, retention_dir=retention_dir, max_unparsed_frac=max_unparsed_frac,
+                       stats=stats)
     preds = best_predictions(eval_dir, summary["best"])  # read everything before writing anything
     bins = per_bin_frame(eval_dir)
     for out, frame in ((out_best, preds), (out_bins, bins)):
@@ -74,8 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-dir", type=Path, default=EVAL_DIR)
     args = parser.parse_args(argv)
     p = config.stage_params("select")
+    stats = {"constant": constant_value(paths.PREPARED), "n_boot": int(p["select.n_boot"]), "seed": int(p["seed"])}
     summary = run_select(args.eval_dir, TRAIN_DIR, RETENTION_DIR, OUT_JSON, OUT_BEST, OUT_BINS,
-                         float(p["select.max_unparsed_frac"]))
+                         float(p["select.max_unparsed_frac"]), stats)
     for row in summary["runs"]:
         mae = "n/a" if row["val_mae"] is None else f"{row['val_mae']:.4f}"
         print(f"select: {row['run']}: val MAE {mae}, val unparsed {row['val_n_unparsed']}/{row['val_n']}")
