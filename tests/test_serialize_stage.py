@@ -122,4 +122,4 @@ def test_bad_prepared_input_is_refused_before_writing(prepared, model_dir, tmp_p
 
 def test_config_errors_point_at_params_yaml(params):
     with pytest.raises(InputError, match="serialize: value_sep"):
-        stage.config_from_params({**params, "serialize.value_sep": "|"})
+        stage.config_from_params({**params, "serialize.digit_sep": "|", "serialize.value_sep": "|"})
