@@ -9,6 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def clip(value: object, limit: int = 80) -> str:
+    """repr() of a value echoed in a message, cut to `limit` characters (a bad field can be 200 MB)."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 class InputError(Exception):
     """Bad input that a user can fix: says where (file, field), what is wrong, and how to fix it."""
 
