@@ -34,6 +34,8 @@ help: ## List the targets
 	@echo "  PROFILE=smoke|small|paper selects the profile for reproduce (default: paper, needs a CUDA GPU)"
 
 setup: $(VENV)/.installed tex ## Create .venv from the hashed lock and install TeX from Debian if missing
+	@# environment.key.json (lock hashes, torch, CUDA build) is a dependency of every stage: see specllm/envkey.py
+	@$(PY) -m specllm.envkey
 
 ifdef SPECLLM_IMAGE
 $(VENV)/.installed: requirements/cuda.lock requirements/nodeps.lock
@@ -112,9 +114,11 @@ push: $(VENV)/.installed ## Upload data, outputs and the run cache to the DVC re
 	$(DVC) push --run-cache
 
 paper: $(VENV)/.installed ## Rebuild only what the PDF needs with the current params.yaml
+	@$(PY) -m specllm.envkey
 	$(DVC) repro paper
 
 verify: $(VENV)/.installed ## Rerun/restore every stage, compare each reported value with paper/reported/<profile>.json (exit 1 on a mismatch)
+	@$(PY) -m specllm.envkey
 	@pull=$$($(SPECLLM) preflight --remote >/dev/null 2>&1 && echo --pull || true); \
 	$(SPECLLM) verify $$pull
 

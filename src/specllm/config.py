@@ -261,6 +261,11 @@ def stage_params(stage: str, params_file: Path | None = None, dvc_yaml: Path | N
     return StageParams(stage, load(params_file), declared_params(stage, dvc_yaml))
 
 
+# Keys a profile never sets: which catalogue the stability study reads is the user's choice (made by
+# importing one), not a sizing choice, so switching profiles must keep it (it once reset it silently).
+USER_CHOICES = ("catalogue.source",)
+
+
 def profile_overrides(name: str, profiles_dir: Path | None = None) -> dict[str, Any]:
     profiles_dir = Path(profiles_dir or paths.PROFILES)
     file = profiles_dir / f"{name}.yaml"
@@ -270,6 +275,9 @@ def profile_overrides(name: str, profiles_dir: Path | None = None) -> dict[str, 
     for key in overrides:
         if key not in SCHEMA:
             raise _unknown_key_error(file, key)
+        if key in USER_CHOICES:
+            raise InputError(file, key, "a profile must not set this key: it is the user's choice and a profile "
+                             "switch would silently change it", f"remove {key} from {file.name}; set it in params.yaml")
     return overrides
 
 
