@@ -316,7 +316,8 @@ def test_select_stage_writes_ablation_and_figure_data(tmp_path):
         s: {"base": {"acc": 0.5}, "adapted": {"acc": 0.45}, "retention": {"acc": acc, "acc_norm": acc}}
         for s in ("science", "general")}}))
     out = tmp_path / "out"
-    summary = run_select(eval_dir, ["lr1e-4_r8_e1", "lr1e-3_r16_e2"], tmp_path / "train", ret, out / "ablation.json", out / "best.csv", out / "bins.csv", 0.1)
+    summary = run_select(eval_dir, ["lr1e-4_r8_e1", "lr1e-3_r16_e2"], tmp_path / "train", ret, out / "ablation.json",
+                         out / "best.csv", out / "bins.csv", 0.1)
     assert summary["best"] == "lr1e-4_r8_e1"
     assert json.loads((out / "ablation.json").read_text())["best"] == "lr1e-4_r8_e1"
     row = next(r for r in summary["runs"] if r["run"] == "lr1e-4_r8_e1")
@@ -350,6 +351,7 @@ def test_declared_runs_are_the_names_dvc_gives_the_evaluate_stages(params):
     import subprocess
 
     from conftest import ROOT, VENV
+
     from specllm.stages.select import declared_runs
 
     listed = subprocess.run([str(VENV / "bin" / "dvc"), "stage", "list", "--name-only"], cwd=ROOT, text=True,

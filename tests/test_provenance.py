@@ -151,8 +151,8 @@ def test_repository_link_params_cannot_inject_tex(tmp_path: Path):
     """provenance.repo_url / repo_ref reached LaTeX unescaped on main: an injected \\input or \\write18
     broke the build. Both are checked as an https URL and a git ref name, as params and in the stage."""
     import pytest
-
     from conftest import ROOT
+
     from specllm import config
     from specllm.errors import InputError
 
