@@ -110,8 +110,20 @@ reproduce: ## Regenerate paper/main.pdf with every stage: make reproduce PROFILE
 preflight: $(VENV)/.installed ## Check this machine for a profile (GPU, bf16, driver, memory, disk, weights, data) in seconds
 	$(SPECLLM) preflight --profile $(PROFILE)
 
+# Bound on an upload (seconds); the remote preflight answers within about 10 s before it starts.
+PUSH_TIMEOUT ?= 3600
+
 push: $(VENV)/.installed ## Upload data, outputs and the run cache to the DVC remote (credentials: AWS_* or dvc remote modify --local)
-	$(DVC) push --run-cache
+	@# Preflight first: without credentials or with an unreachable endpoint, dvc push waited over
+	@# 120 s in silence or printed one transfer error per file.
+	@$(SPECLLM) preflight --remote || { \
+	  echo "error: make push: the DVC remote is not usable (see the line above); nothing was uploaded."; \
+	  echo "  fix: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for a non-AWS endpoint) or"; \
+	  echo "  'dvc remote modify --local specllm endpointurl|access_key_id|secret_access_key ...', then rerun"; exit 2; }
+	@echo "$(DVC) push --run-cache (at most $(PUSH_TIMEOUT) s: PUSH_TIMEOUT=...)"
+	@timeout $(PUSH_TIMEOUT) $(DVC) push --run-cache || { rc=$$?; \
+	  if [ $$rc = 124 ]; then echo "error: make push: dvc push did not finish within $(PUSH_TIMEOUT) s; rerun it (uploads resume) or raise PUSH_TIMEOUT"; fi; \
+	  exit $$rc; }
 
 paper: $(VENV)/.installed ## Rebuild only what the PDF needs with the current params.yaml
 	@$(PY) -m specllm.envkey
