@@ -6,7 +6,7 @@ data/external/sdss17):
 * ``catalogue.csv``: the same schema as the embedded ``data/raw/catalogue.csv``:
   ``obj_id, class, u, g, r, i, z, redshift, simulated, source`` (simulated = 0, source = sdss17),
   rows in input order, magnitudes written ``%.5f``, redshift ``%.9g`` (as the embedded builder), ``\\n`` line endings.
-* ``import.json``: source path, size, sha256, whether it is the verified full release, row
+* ``import.json``: source file name, size, sha256, whether it is the verified full release, row
   counts in and out, and every dropped row counted by reason.
 
 Each file is written to a temporary file and renamed into DIR, only after the whole file validated
