@@ -36,6 +36,8 @@ help: ## List the targets
 	@echo "  PROFILE=smoke|small|open|paper selects the profile for reproduce (default: paper, needs a CUDA GPU)"
 
 setup: $(VENV)/.installed tex ## Create .venv from the hashed lock and install TeX from Debian if missing
+	@# environment.key.json (lock hashes, torch, CUDA build) is a dependency of every stage: see specllm/envkey.py
+	@$(PY) -m specllm.envkey
 
 ifdef SPECLLM_IMAGE
 # The image's /opt/venv/.installed holds the sha256 of the locks it was built from: compared by
@@ -126,13 +128,27 @@ reproduce: ## Regenerate paper/main.pdf with every stage: make reproduce PROFILE
 preflight: $(VENV)/.installed ## Check this machine for a profile (GPU, bf16, driver, memory, disk, weights, data) in seconds
 	$(SPECLLM) preflight --profile $(PROFILE)
 
+# Bound on an upload (seconds); the remote preflight answers within about 10 s before it starts.
+PUSH_TIMEOUT ?= 3600
+
 push: $(VENV)/.installed ## Upload data, outputs and the run cache to the DVC remote (credentials: AWS_* or dvc remote modify --local)
-	$(DVC) push --run-cache
+	@# Preflight first: without credentials or with an unreachable endpoint, dvc push waited over
+	@# 120 s in silence or printed one transfer error per file.
+	@$(SPECLLM) preflight --remote || { \
+	  echo "error: make push: the DVC remote is not usable (see the line above); nothing was uploaded."; \
+	  echo "  fix: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for a non-AWS endpoint) or"; \
+	  echo "  'dvc remote modify --local specllm endpointurl|access_key_id|secret_access_key ...', then rerun"; exit 2; }
+	@echo "$(DVC) push --run-cache (at most $(PUSH_TIMEOUT) s: PUSH_TIMEOUT=...)"
+	@timeout $(PUSH_TIMEOUT) $(DVC) push --run-cache || { rc=$$?; \
+	  if [ $$rc = 124 ]; then echo "error: make push: dvc push did not finish within $(PUSH_TIMEOUT) s; rerun it (uploads resume) or raise PUSH_TIMEOUT"; fi; \
+	  exit $$rc; }
 
 paper: $(VENV)/.installed ## Rebuild only what the PDF needs with the current params.yaml
+	@$(PY) -m specllm.envkey
 	$(DVC) repro paper
 
 verify: $(VENV)/.installed ## Rerun/restore every stage, compare each reported value with paper/reported/<profile>.json (exit 1 on a mismatch)
+	@$(PY) -m specllm.envkey
 	@pull=$$($(SPECLLM) preflight --remote >/dev/null 2>&1 && echo --pull || true); \
 	$(SPECLLM) verify $$pull
 

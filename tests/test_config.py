@@ -75,6 +75,26 @@ def test_switching_profiles_keeps_comments_and_round_trips(params_file):
         config.apply_profile("huge", params_file, ROOT / "profiles")
 
 
+def test_profile_switch_keeps_the_chosen_catalogue(params_file, capsys, tmp_path):
+    """`make reproduce PROFILE=small` silently reset catalogue.source: sdss17 to embedded on main."""
+    params_file.write_text(params_file.read_text().replace("  source: embedded        # embedded (data/raw/catalogue",
+                                                           "  source: sdss17        # embedded (data/raw/catalogue"))
+    assert config.load(params_file)["catalogue.source"] == "sdss17"
+    for name in config.PROFILES:
+        from specllm import cli
+
+        assert cli.main(["profile", name, "--params", str(params_file)]) == 0
+        assert config.load(params_file)["catalogue.source"] == "sdss17"
+        assert f"profile {name}: kept catalogue.source: sdss17 (profiles never change it)" in capsys.readouterr().out
+    # a profile that tries to set it is refused, naming the file and the key
+    bad = tmp_path / "profiles"
+    shutil.copytree(ROOT / "profiles", bad)
+    (bad / "small.yaml").write_text((bad / "small.yaml").read_text() + "catalogue.source: embedded\n")
+    with pytest.raises(InputError) as err:
+        config.apply_profile("small", params_file, bad)
+    assert err.value.field == "catalogue.source" and "small.yaml" in err.value.file
+
+
 def _stages() -> dict:
     return YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())["stages"]
 

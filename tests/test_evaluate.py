@@ -264,13 +264,16 @@ def _eval_json(folder: Path, run: str, val_mae, test_mae, val_unparsed=0, n=10):
         folder / f"{run}_predictions.csv", index=False)
 
 
+RUNS = ["base", "lr1e-4_r8_e1", "lr1e-3_r16_e2", "lr5e-4_r4_e3"]
+
+
 def test_selection_uses_validation_not_test(tmp_path):
     eval_dir = tmp_path / "eval"
     _eval_json(eval_dir, "base", None, None, val_unparsed=10)
     _eval_json(eval_dir, "lr1e-4_r8_e1", val_mae=0.010, test_mae=0.090)  # best on val, worst on test
     _eval_json(eval_dir, "lr1e-3_r16_e2", val_mae=0.030, test_mae=0.001)  # best on test
     _eval_json(eval_dir, "lr5e-4_r4_e3", val_mae=0.005, test_mae=0.002, val_unparsed=5)  # lowest MAE, half unparsed
-    summary = ablation(eval_dir, train_dir=None, retention_dir=None, max_unparsed_frac=0.1)
+    summary = ablation(eval_dir, RUNS, train_dir=None, retention_dir=None, max_unparsed_frac=0.1)
     assert summary["best"] == "lr1e-4_r8_e1"
     assert summary["selection"]["split"] == "val"
     assert summary["best_test"]["mae"] == pytest.approx(0.090)
@@ -279,8 +282,8 @@ def test_selection_uses_validation_not_test(tmp_path):
     assert (rows["lr1e-3_r16_e2"]["lr"], rows["lr1e-3_r16_e2"]["rank"], rows["lr1e-3_r16_e2"]["epochs"]) == (1e-3, 16, 2)
     # swapping the test numbers changes nothing; with a looser parse threshold the half-unparsed run wins
     _eval_json(eval_dir, "lr1e-4_r8_e1", val_mae=0.010, test_mae=0.0)
-    assert ablation(eval_dir, train_dir=None, retention_dir=None, max_unparsed_frac=0.1)["best"] == "lr1e-4_r8_e1"
-    assert ablation(eval_dir, train_dir=None, retention_dir=None, max_unparsed_frac=0.5)["best"] == "lr5e-4_r4_e3"
+    assert ablation(eval_dir, RUNS, train_dir=None, retention_dir=None, max_unparsed_frac=0.1)["best"] == "lr1e-4_r8_e1"
+    assert ablation(eval_dir, RUNS, train_dir=None, retention_dir=None, max_unparsed_frac=0.5)["best"] == "lr5e-4_r4_e3"
 
 
 def test_choose_best_falls_back_when_nothing_parses():
@@ -313,7 +316,8 @@ def test_select_stage_writes_ablation_and_figure_data(tmp_path):
         s: {"base": {"acc": 0.5}, "adapted": {"acc": 0.45}, "retention": {"acc": acc, "acc_norm": acc}}
         for s in ("science", "general")}}))
     out = tmp_path / "out"
-    summary = run_select(eval_dir, tmp_path / "train", ret, out / "ablation.json", out / "best.csv", out / "bins.csv", 0.1)
+    summary = run_select(eval_dir, ["lr1e-4_r8_e1", "lr1e-3_r16_e2"], tmp_path / "train", ret, out / "ablation.json",
+                         out / "best.csv", out / "bins.csv", 0.1)
     assert summary["best"] == "lr1e-4_r8_e1"
     assert json.loads((out / "ablation.json").read_text())["best"] == "lr1e-4_r8_e1"
     row = next(r for r in summary["runs"] if r["run"] == "lr1e-4_r8_e1")
@@ -324,9 +328,43 @@ def test_select_stage_writes_ablation_and_figure_data(tmp_path):
     assert set(bins["run"]) == {"lr1e-4_r8_e1", "lr1e-3_r16_e2"} and {"z_bin", "mae", "split"} <= set(bins.columns)
 
 
+def test_select_reads_only_declared_runs(tmp_path):
+    """With `ablation.epochs: []` the paper kept epochs 1-3: select globbed results/eval/*.json, including
+    files no stage owns any more. It reads exactly the runs dvc.yaml's evaluate stages produce."""
+    from specllm.stages.select import declared_runs, run_select
+
+    eval_dir = tmp_path / "eval"
+    for run, mae in (("base", 0.2), ("default", 0.05), ("lr-0.001", 0.04), ("epochs-1", 0.001)):
+        _eval_json(eval_dir, run, val_mae=mae, test_mae=mae)  # epochs-1: a stale run, best by far
+    p = {"ablation.lr": [1.0e-3], "ablation.rank": [], "ablation.epochs": []}
+    runs = declared_runs(p)
+    assert runs == ["base", "default", "lr-0.001"]
+    out = tmp_path / "out"
+    summary = run_select(eval_dir, runs, tmp_path / "train", tmp_path / "retention", out / "ablation.json",
+                         out / "best.csv", out / "bins.csv", 0.1)
+    assert summary["best"] == "lr-0.001" and [r["run"] for r in summary["runs"]] == ["base", "default", "lr-0.001"]
+    assert set(pd.read_csv(out / "bins.csv")["run"]) == {"base", "default", "lr-0.001"}
+
+
+def test_declared_runs_are_the_names_dvc_gives_the_evaluate_stages(params):
+    """The run names select derives from params.yaml are those of dvc.yaml's evaluate stages."""
+    import subprocess
+
+    from conftest import ROOT, VENV
+
+    from specllm.stages.select import declared_runs
+
+    listed = subprocess.run([str(VENV / "bin" / "dvc"), "stage", "list", "--name-only"], cwd=ROOT, text=True,
+                            capture_output=True, check=True).stdout.split()
+    from_dvc = [name.replace("evaluate_", "", 1).replace("@", "-") for name in listed if name.startswith("evaluate_")]
+    assert declared_runs(params) == from_dvc
+
+
 def test_select_without_results_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no evaluation results"):
-        ablation(tmp_path / "eval", train_dir=None, retention_dir=None, max_unparsed_frac=0.1)
+        ablation(tmp_path / "eval", [], train_dir=None, retention_dir=None, max_unparsed_frac=0.1)
+    with pytest.raises(InputError, match="no evaluation results of the declared run 'default'"):
+        ablation(tmp_path / "eval", ["default"], train_dir=None, retention_dir=None, max_unparsed_frac=0.1)
 
 
 # --- demo -------------------------------------------------------------------------------------------------------

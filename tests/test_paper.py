@@ -176,3 +176,30 @@ def test_log_errors_picks_file_line_errors():
     assert lines[0] == "./main.tex:12: Undefined control sequence."
     assert any("Citation `x'" in line for line in lines)
     assert "Output written" not in lines
+
+
+def test_failed_stage_under_dvc_says_how_to_restore(tmp_path, monkeypatch, capsys):
+    """`dvc repro` removes a stage's outputs before running it; on main a LaTeX error still printed
+    "the previous main.pdf (if any) is unchanged". The message now says what is true."""
+    from specllm import errors, paths
+
+    def fail(*args, **kwargs):
+        raise paper.LatexError("LaTeX failed on main.tex")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(paper, "build", fail)
+    monkeypatch.setattr(paths, "PDF", tmp_path / "paper" / "main.pdf")  # DVC removed it before the run
+    monkeypatch.setenv("DVC_STAGE", "paper")
+    with pytest.raises(SystemExit) as exit_:
+        errors.run_main(paper.main)
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert "unchanged" not in err and "`dvc checkout paper` restores the last good ones" in err
+    # outside DVC with a previous PDF in place, it is kept and the message says so
+    monkeypatch.delenv("DVC_STAGE")
+    paths.PDF.parent.mkdir()
+    paths.PDF.write_bytes(b"%PDF previous build")
+    with pytest.raises(SystemExit):
+        errors.run_main(paper.main)
+    err = capsys.readouterr().err
+    assert "the previous main.pdf is unchanged" in err and "dvc checkout" not in err

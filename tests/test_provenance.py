@@ -141,3 +141,38 @@ def test_links_are_relative_to_the_pdf_without_a_repository_url(tmp_path: Path):
     rec = provenance.write_provenance(root, params, root / "results" / "provenance.json",
                                       root / "paper" / "generated_provenance")
     assert {a["link"] for a in rec["artifacts"]} >= {"../src/specllm/report/figures.py"}
+
+
+INJECTIONS = (r"\input{/etc/passwd}", r"\immediate\write18{touch /tmp/pwned}", "main}\\write18{id}{",
+              "https://github.com/org/specllm}\\input{/etc/passwd}", "https://x.org/%0A\\write18")
+
+
+def test_repository_link_params_cannot_inject_tex(tmp_path: Path):
+    """provenance.repo_url / repo_ref reached LaTeX unescaped on main: an injected \\input or \\write18
+    broke the build. Both are checked as an https URL and a git ref name, as params and in the stage."""
+    import pytest
+    from conftest import ROOT
+
+    from specllm import config
+    from specllm.errors import InputError
+
+    root = fake_project(tmp_path)
+    text = (ROOT / "params.yaml").read_text()
+    assert '  repo_url: ""' in text and "  repo_ref: main" in text
+    for key, bad in [("repo_url", b) for b in INJECTIONS] + [("repo_ref", b) for b in INJECTIONS]:
+        quoted = "'" + bad.replace("'", "''") + "'"
+        line = '  repo_url: ""' if key == "repo_url" else "  repo_ref: main"
+        params_file = tmp_path / "params.yaml"
+        params_file.write_text(text.replace(line, f"  {key}: {quoted}", 1))
+        with pytest.raises(InputError) as err:
+            config.load(params_file)
+        assert err.value.field == f"provenance.{key}" and str(params_file) == err.value.file
+        with pytest.raises(InputError) as err:
+            provenance.write_provenance(root, {**PARAMS, f"provenance.{key}": bad},
+                                        root / "results" / "provenance.json", root / "paper" / "generated_provenance")
+        assert err.value.field == f"provenance.{key}"
+    assert not (root / "paper" / "generated_provenance").exists()  # nothing written
+    # a real repository and tag pass
+    params_file.write_text(text.replace('  repo_url: ""', "  repo_url: https://github.com/org/specllm", 1)
+                           .replace("  repo_ref: main", "  repo_ref: v1.0/paper-2026", 1))
+    assert config.load(params_file)["provenance.repo_url"] == "https://github.com/org/specllm"

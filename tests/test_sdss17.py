@@ -74,7 +74,13 @@ def test_shared_sample_imports_with_warning(tmp_path, capsys):
     assert report["classes_in"] == {"GALAXY": 5975, "QSO": 1886, "STAR": 2139}
     assert report["classes_out"] == {"GALAXY": 5975, "QSO": 1886, "STAR": 2138}
     assert report["obj_ID_repeats"]["rows"] == 583 and report["obj_ID_repeats"]["distinct_values"] == 285
-    assert report["obj_ID_repeats"]["same_position_within_1arcsec"] == 0
+    assert report["obj_ID_repeats"]["same_position_within_1arcsec_dropped"] == 0
+    assert report["negative_redshift_kept"]["by_class"] == {"GALAXY": 3, "QSO": 0, "STAR": 1346}
+    assert report["ignored_columns"] == {"index": [], "other": []}
+    assert "kept 3 GALAXY, 1,346 STAR row(s) with a negative redshift" in printed.err
+    assert "kept 583 rows sharing 285 repeated obj_ID values at different positions" in printed.err
+    assert str(SAMPLE.parent) not in (out / "import.json").read_text()  # no absolute path in the record
+    assert report["source"]["name"] == SAMPLE.name
 
     text = (out / "catalogue.csv").read_text()
     assert text.splitlines()[0] == ",".join(sdss17.OUT_COLUMNS)
@@ -221,9 +227,10 @@ def test_checksum_verified_branch(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sdss17, "EXPECTED_SIZE", len(data))
     assert cli.main(["data", "import-sdss17", str(path), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr()
-    assert printed.out.startswith("verified full release:") and "warning" not in printed.err
+    assert printed.out.startswith("verified full release:") and "not the published" not in printed.err
     report = json.loads((tmp_path / "out" / "import.json").read_text())
-    assert report["verified_full_release"] is True and report["warnings"] == []
+    assert report["verified_full_release"] is True
+    assert not any("not the published" in w for w in report["warnings"])  # only the counted policy notes
     # same size, different content: not verified
     path.write_bytes(data.replace(b"18.12345", b"18.12346"))
     result = sdss17.import_sdss17(path, tmp_path / "out2")
@@ -253,3 +260,92 @@ def test_output_format(tmp_path):
                                        "-7.009829e-05", "0", "sdss17"]  # %.9g, as data/raw
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["catalogue.csv", "import.json"]
     assert result.out == tmp_path / "out"
+
+
+# ------------------------------------------- real exports (issue 12 item 8) and safety (issue 13)
+
+
+def _export_with_index(path: Path, records: list[dict[str, str]], name: str) -> Path:
+    """The CSV as pandas' `df.to_csv()` writes it: a leading unnamed index column."""
+    header = [name, *sdss17.COLUMNS]
+    return write(path, [{name: str(k), **r} for k, r in enumerate(records)], header)
+
+
+@pytest.mark.parametrize("name", ["", "Unnamed: 0"])
+def test_unnamed_index_column_is_dropped_and_reported(tmp_path, capsys, name):
+    path = _export_with_index(tmp_path / "s.csv", rows(), name)
+    assert cli.main(["data", "import-sdss17", str(path), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    report = json.loads((tmp_path / "out" / "import.json").read_text())
+    assert report["ignored_columns"] == {"index": [repr(name)], "other": []}
+    assert "ignored 1 unnamed index column(s)" in err
+    plain = sdss17.import_sdss17(write(tmp_path / "p.csv", rows()), tmp_path / "plain")
+    assert (tmp_path / "out" / "catalogue.csv").read_bytes() == (plain.out / "catalogue.csv").read_bytes()
+
+
+def test_repeated_obj_id_same_position_keeps_first(tmp_path, capsys):
+    recs = rows(12)
+    twin = dict(recs[3])  # the same object (obj_ID, position) with a second spectrum
+    twin["spec_obj_ID"] = repr(float(int(float(recs[3]["spec_obj_ID"])) + (1 << 40)))
+    twin["delta"] = f"{float(twin['delta']) + 0.5 / 3600:.6f}"  # 0.5 arcsec: same object
+    recs.append(twin)
+    path = write(tmp_path / "s.csv", recs)
+    assert cli.main(["data", "import-sdss17", str(path), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    report = json.loads((tmp_path / "out" / "import.json").read_text())
+    assert report["dropped"]["duplicate_obj_ID_same_position"] == 1 and report["rows_out"] == 12
+    assert report["dropped_lines"]["duplicate_obj_ID_same_position"] == [14]
+    # rows() pairs ids that round to the same float at other positions: those are different objects, kept
+    assert report["obj_ID_repeats"]["rows"] == 12 and report["obj_ID_repeats"]["distinct_values"] == 1
+    assert "dropped 1 row(s) repeating an earlier row's obj_ID at the same position" in err
+    assert "kept 12 rows sharing 1 repeated obj_ID values at different positions" in err
+
+
+def test_negative_star_redshifts_are_kept_and_counted(tmp_path):
+    result = sdss17.import_sdss17(write(tmp_path / "s.csv", rows(30)), tmp_path / "out")
+    assert (result.catalogue.loc[result.catalogue["class"] == "STAR", "redshift"] < 0).sum() == 10
+    assert result.report["negative_redshift_kept"]["by_class"] == {"GALAXY": 0, "QSO": 0, "STAR": 10}
+    assert any("kept 10 STAR row(s) with a negative redshift" in w for w in result.warnings)
+
+
+def test_import_never_removes_what_it_did_not_create(tmp_path, capsys):
+    """`--out data` replaced the whole data/ folder (probes, references, DR16 downloads) on main."""
+    data = tmp_path / "data"
+    for rel in ("probes/science.jsonl", "reference/scse.json", "external/dr16/spectra/a.fits", "raw/catalogue.csv"):
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).write_text(rel)
+    before = sorted(str(p.relative_to(tmp_path)) for p in data.rglob("*"))
+    good = write(tmp_path / "good.csv", rows())
+    for out in (data, data / "raw"):
+        assert cli.main(["data", "import-sdss17", str(good), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {out}: --out: holds files an SDSS17 import did not write" in err and "fix:" in err
+    assert sorted(str(p.relative_to(tmp_path)) for p in data.rglob("*")) == before
+    assert (data / "raw" / "catalogue.csv").read_text() == "raw/catalogue.csv"
+    # the default folder's committed README stays; a re-import replaces only the importer's own files
+    out = data / "external" / "sdss17"
+    out.mkdir()
+    (out / "README.md").write_text("kept")
+    sdss17.import_sdss17(good, out)
+    sdss17.import_sdss17(write(tmp_path / "other.csv", rows(9)), out)
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "catalogue.csv", "import.json"]
+    assert (out / "README.md").read_text() == "kept"
+    assert json.loads((out / "import.json").read_text())["rows_in"] == 9
+
+
+def test_huge_field_is_not_echoed(tmp_path, capsys):
+    """An error once echoed a whole 200 MB field to stderr; values are clipped to 80 characters."""
+    recs = rows()
+    recs[3]["g"] = "x" * 2_000_000
+    recs[5]["class"] = "Q" * 500_000
+    path = write(tmp_path / "s.csv", recs)
+    assert cli.main(["data", "import-sdss17", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a number" in err and "(2,000,002 characters)" in err and len(err) < 1000
+    recs[3]["g"] = "18.1"
+    assert cli.main(["data", "import-sdss17", str(write(path, recs)), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown class" in err and len(err) < 1000
+    path.write_text(",".join(sdss17.COLUMNS) + "," + "h" * 300_000 + "\n")
+    assert cli.main(["data", "import-sdss17", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert len(capsys.readouterr().err) < 1000

@@ -13,10 +13,12 @@ from specllm.errors import InputError
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from specllm import config
+    from specllm import config, envkey
 
     flat = config.load(args.params)
     print(f"{args.params or 'params.yaml'}: {len(flat)} keys valid (profile {flat['profile']})")
+    # the stages' environment dependency follows this environment (make reproduce runs check first)
+    envkey.main()
     return 0
 
 
@@ -25,6 +27,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
     changed = config.apply_profile(args.name, args.params)
     print(f"profile {args.name}: " + (f"set {', '.join(changed)}" if changed else "params.yaml already matches"))
+    flat = config.load(args.params)
+    kept = ", ".join(f"{key}: {flat[key]}" for key in config.USER_CHOICES)
+    print(f"profile {args.name}: kept {kept} (profiles never change it)")
     return 0
 
 

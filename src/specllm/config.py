@@ -10,6 +10,7 @@ stages that read it).
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 
 from specllm import paths
-from specllm.errors import InputError
+from specllm.errors import InputError, clip
 
 PROFILES = ("smoke", "small", "open", "paper")
 
@@ -62,7 +63,26 @@ def _list_of(check: Callable[[Any], str | None], min_len: int = 1) -> Callable[[
     return run
 
 
+def _pattern(regex: str, what: str, allow_empty: bool = False) -> Callable[[Any], str | None]:
+    """A string matching `regex` in full. For values that reach LaTeX verbatim (inside \\href):
+    an allowlist of characters TeX treats as text, so `\\input{/etc/passwd}` or `\\write18` are refused."""
+    compiled = re.compile(regex)
+
+    def check(v: Any) -> str | None:
+        if not isinstance(v, str):
+            return f"must be a string, got {clip(v)}"
+        if (allow_empty and v == "") or compiled.fullmatch(v):
+            return None
+        return f"must be {what}, got {clip(v)}"
+
+    return check
+
+
 _pos_int = _num(1, integer=True)
+# https://host[:port]/path with path segments of letters, digits, '.', '_', '-' (a GitHub/GitLab URL)
+REPO_URL = r"https://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?(?:/[A-Za-z0-9._-]+)*/?"
+# a git branch, tag or commit: git check-ref-format's rules on an allowlist of characters
+REPO_REF = r"(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]+(?<![/.])(?<!\.lock)"
 SCHEMA: dict[str, Callable[[Any], str | None]] = {
     "profile": _choice(*PROFILES),
     "seed": _num(0, integer=True),
@@ -157,8 +177,9 @@ SCHEMA: dict[str, Callable[[Any], str | None]] = {
     "dpo.dropout": _num(0.0, 0.95),
     "dpo.target_modules": _list_of(_type(str)),  # checked against the model's linear layers by stability_dpo
     "cost.usd_per_gpu_hour": _num(0.0),
-    "provenance.repo_url": _type(str),
-    "provenance.repo_ref": _type(str),
+    "provenance.repo_url": _pattern(REPO_URL, "\"\" or an https URL of letters, digits and . _ - / "
+                                    "(https://github.com/<org>/specllm)", allow_empty=True),
+    "provenance.repo_ref": _pattern(REPO_REF, "a git branch, tag or commit name (letters, digits, . _ - /)"),
 }
 
 
@@ -263,6 +284,11 @@ def stage_params(stage: str, params_file: Path | None = None, dvc_yaml: Path | N
     return StageParams(stage, load(params_file), declared_params(stage, dvc_yaml))
 
 
+# Keys a profile never sets: which catalogue the stability study reads is the user's choice (made by
+# importing one), not a sizing choice, so switching profiles must keep it (it once reset it silently).
+USER_CHOICES = ("catalogue.source",)
+
+
 def profile_overrides(name: str, profiles_dir: Path | None = None) -> dict[str, Any]:
     profiles_dir = Path(profiles_dir or paths.PROFILES)
     file = profiles_dir / f"{name}.yaml"
@@ -272,6 +298,9 @@ def profile_overrides(name: str, profiles_dir: Path | None = None) -> dict[str, 
     for key in overrides:
         if key not in SCHEMA:
             raise _unknown_key_error(file, key)
+        if key in USER_CHOICES:
+            raise InputError(file, key, "a profile must not set this key: it is the user's choice and a profile "
+                             "switch would silently change it", f"remove {key} from {file.name}; set it in params.yaml")
     return overrides
 
 

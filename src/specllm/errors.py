@@ -9,6 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def clip(value: object, limit: int = 80) -> str:
+    """repr() of a value echoed in a message, cut to `limit` characters (a bad field can be 200 MB)."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 class InputError(Exception):
     """Bad input that a user can fix: says where (file, field), what is wrong, and how to fix it."""
 
@@ -32,4 +38,33 @@ def run_main(main) -> None:
             main()
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
+        _restore_hint()
         raise SystemExit(2) from None
+    except SystemExit as exit_:
+        if exit_.code not in (None, 0):
+            _restore_hint()
+        raise
+    except BaseException:
+        _restore_hint()
+        raise
+
+
+def restore_hint() -> str | None:
+    """Under `dvc repro` (DVC sets $DVC_STAGE), what a failed stage left and how to get its outputs back.
+
+    DVC removes a stage's outputs before running it, so a failed run leaves none: saying "the previous
+    output is unchanged" would be false. `dvc checkout <stage>` restores the last good ones (DVC cache)."""
+    import os
+
+    stage = os.environ.get("DVC_STAGE")
+    if not stage:
+        return None
+    return (f"note: `dvc repro` removed the outputs of stage {stage} before running it; "
+            f"`dvc checkout {stage}` restores the last good ones from the DVC cache")
+
+
+def _restore_hint() -> None:
+    import sys
+
+    if hint := restore_hint():
+        print(hint, file=sys.stderr)

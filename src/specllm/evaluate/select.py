@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +82,22 @@ def run_settings(run: str, train_dir: str | Path | None) -> dict[str, Any]:
     return {**found, "settings_source": source}
 
 
-def load_eval_results(eval_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """{run: summary} of every results/eval/<run>.json."""
+def load_eval_results(eval_dir: str | Path, runs: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """{run: summary} of results/eval/<run>.json for exactly the declared runs.
+
+    Never a glob: a file no stage owns (an ablation value since removed from params.yaml) stays on
+    disk, and reading it would put a stale run into the paper.
+    """
     eval_dir = Path(eval_dir)
-    files = sorted(eval_dir.glob("*.json")) if eval_dir.is_dir() else []
-    if not files:
-        raise InputError(eval_dir, "-", "no evaluation results (*.json)", "run the evaluate stages first (`dvc repro evaluate`)")
+    if not runs:
+        raise InputError(eval_dir, "-", "no evaluation results (no runs declared)",
+                         "run the evaluate stages first (`dvc repro evaluate`)")
     out = {}
-    for file in files:
+    for run in runs:
+        file = eval_dir / f"{run}.json"
+        if not file.is_file():
+            raise InputError(file, "-", f"no evaluation results of the declared run {run!r}",
+                             "run the evaluate stages first (`dvc repro`)")
         try:
             summary = json.loads(file.read_text())
         except json.JSONDecodeError as err:
@@ -233,11 +241,12 @@ def comparisons(rows: list[dict[str, Any]], eval_dir: str | Path, best: str, max
                       "split": "val", "metric": "absolute error, paired over galaxies"}}
 
 
-def ablation(eval_dir: str | Path, *, train_dir: str | Path | None, retention_dir: str | Path | None,
-             max_unparsed_frac: float, stats: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ablation summary: one row per run, the best run by the validation rule, and its test numbers;
-    with `stats` ({constant, n_boot, seed}) also the paired comparisons (module docstring)."""
-    results = load_eval_results(eval_dir)
+def ablation(eval_dir: str | Path, runs: Sequence[str], *, train_dir: str | Path | None,
+             retention_dir: str | Path | None, max_unparsed_frac: float,
+             stats: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ablation summary: one row per declared run, the best run by the validation rule, and its test
+    numbers; with `stats` ({constant, n_boot, seed}) also the paired comparisons (module docstring)."""
+    results = load_eval_results(eval_dir, runs)
     rows = [table_row(run, s, train_dir, retention_dir) for run, s in sorted(results.items())]
     best, why = choose_best(rows, max_unparsed_frac)
     extra = comparisons(rows, eval_dir, best, max_unparsed_frac, stats) if stats is not None else {}

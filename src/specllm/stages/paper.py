@@ -7,7 +7,9 @@ SOURCE_DATE_EPOCH (a constant, never the clock) and FORCE_SOURCE_DATE=1; main.te
 the PDF trailer ID, the info dates and pdfTeX's info entries. Identical inputs therefore give a
 byte-identical PDF. Only on success is main.pdf copied into place (atomically); on a LaTeX error
 the relevant log lines (file:line: error) are printed, the stage exits non-zero and the previous
-PDF stays as it was. Undefined references or citations count as errors: the PDF must not show "??".
+PDF stays as it was (under `dvc repro`, which removes outputs before a stage runs, the message
+says so and names `dvc checkout paper`, which restores the last good PDF).
+Undefined references or citations count as errors: the PDF must not show "??".
 """
 
 from __future__ import annotations
@@ -115,7 +117,12 @@ def main() -> None:
         out = build(paths.PAPER, paths.PDF)
     except LatexError as err:
         print(f"error: {err}", file=sys.stderr)
-        print(f"  the previous {paths.PDF.name} (if any) is unchanged", file=sys.stderr)
+        # True only when a previous PDF is still there: `dvc repro` removes it before the run
+        # (errors.run_main then says how to restore it: `dvc checkout paper`).
+        if paths.PDF.is_file():
+            print(f"  the previous {paths.PDF.name} is unchanged", file=sys.stderr)
+        elif not os.environ.get("DVC_STAGE"):
+            print(f"  no previous {paths.PDF.name} to keep", file=sys.stderr)
         raise SystemExit(1) from None
     print(f"paper: wrote {out.relative_to(paths.ROOT) if out.is_relative_to(paths.ROOT) else out}")
 

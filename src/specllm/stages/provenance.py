@@ -318,6 +318,13 @@ def write_provenance(root: Path, params: Mapping[str, Any], out_json: Path, out_
     usd = float(params["cost.usd_per_gpu_hour"])
     base = str(params["provenance.repo_url"] or "")
     ref = str(params["provenance.repo_ref"] or "main")
+    # Both reach LaTeX verbatim (\href): checked here too, whoever passes the params (an injected
+    # `\input{/etc/passwd}` or `\write18` once broke the build).
+    from specllm import config
+
+    for key, value in (("provenance.repo_url", base), ("provenance.repo_ref", ref)):
+        if problem := config.SCHEMA[key](value):
+            raise InputError(root / "params.yaml", key, problem, "correct the value in params.yaml")
     # Parameter values as the stages used them (dvc.lock), not params.yaml: reading params.yaml here
     # would be an undeclared dependency. The report's own entry wins (it prints params.yaml values).
     flat: dict[str, Any] = {}

@@ -1,6 +1,8 @@
 """Stage `select`: the ablation table over all evaluated runs and the best configuration (validation only).
 
-Reads every results/eval/<run>.json (and <run>_predictions.csv of the best run), the training
+Reads results/eval/<run>.json of exactly the runs dvc.yaml's evaluate stages produce (base, default
+and one per ablation.* value, named as dvc.yaml's foreach names them; never a glob, so a removed
+ablation value's old files cannot reach the paper) and their <run>_predictions.csv, the training
 settings from results/train/<run>/train.json when present (else from the run name), the
 retention results/retention/<run>.json when present, and the constant predictor's value (the
 training median of data/prepared/train_meta.csv, as in the baseline stage: the null every run is
@@ -36,10 +38,18 @@ OUT_BEST = paths.RESULTS / "ablation_best_predictions.csv"
 OUT_BINS = paths.RESULTS / "ablation_per_bin.csv"
 
 
+def declared_runs(p) -> list[str]:
+    """base, default, then lr-<v>, rank-<v>, epochs-<v> per ablation value, as dvc.yaml names them
+    (DVC writes ${item} with Python's str(): 1.0e-5 -> 1e-05)."""
+    return ["base", "default"] + [f"{key}-{value}" for key in ABLATION_KEYS for value in p[f"ablation.{key}"]]
 
-def per_bin_frame(eval_dir: Path) -> pd.DataFrame:
+
+ABLATION_KEYS = ("lr", "rank", "epochs")
+
+
+def per_bin_frame(eval_dir: Path, runs: list[str]) -> pd.DataFrame:
     rows = []
-    for run, summary in sorted(load_eval_results(eval_dir).items()):
+    for run, summary in sorted(load_eval_results(eval_dir, runs).items()):
         for split, s in summary["splits"].items():
             for b in s.get("per_bin", []):
                 rows.append({"run": run, "split": split, **{k: b.get(k) for k in
@@ -71,12 +81,12 @@ def constant_value(prepared: Path) -> float:
     return float(np.median(z))
 
 
-def run_select(eval_dir: Path, train_dir: Path, retention_dir: Path, out_json: Path, out_best: Path, out_bins: Path,
-               max_unparsed_frac: float, stats: dict | None = None) -> dict:
-    summary = ablation(eval_dir, train_dir=train_dir, retention_dir=retention_dir, max_unparsed_frac=max_unparsed_frac,
-                       stats=stats)
+def run_select(eval_dir: Path, runs: list[str], train_dir: Path, retention_dir: Path, out_json: Path, out_best: Path,
+               out_bins: Path, max_unparsed_frac: float, stats: dict | None = None) -> dict:
+    summary = ablation(eval_dir, runs, train_dir=train_dir, retention_dir=retention_dir,
+                       max_unparsed_frac=max_unparsed_frac, stats=stats)
     preds = best_predictions(eval_dir, summary["best"])  # read everything before writing anything
-    bins = per_bin_frame(eval_dir)
+    bins = per_bin_frame(eval_dir, runs)
     for out, frame in ((out_best, preds), (out_bins, bins)):
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp")
@@ -94,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     p = config.stage_params("select")
     stats = {"constant": constant_value(paths.PREPARED), "n_boot": int(p["select.n_boot"]), "seed": int(p["seed"])}
-    summary = run_select(args.eval_dir, TRAIN_DIR, RETENTION_DIR, OUT_JSON, OUT_BEST, OUT_BINS,
+    summary = run_select(args.eval_dir, declared_runs(p), TRAIN_DIR, RETENTION_DIR, OUT_JSON, OUT_BEST, OUT_BINS,
                          float(p["select.max_unparsed_frac"]), stats)
     for row in summary["runs"]:
         mae = "n/a" if row["val_mae"] is None else f"{row['val_mae']:.4f}"
