@@ -203,7 +203,8 @@ def fake_lora(root: Path, *, val_mae: dict[str, float] | None = None, unparsed: 
             for n in ("science", "general")}})
     out = root / "results"
     stats = {"constant": 0.16, "n_boot": 500, "seed": 3}
-    summary = run_select(eval_dir, inputs.train_dir, inputs.retention_dir, inputs.ablation, inputs.best_predictions,
+    runs = [r[0] for r in FAKE_RUNS] + ["base"]
+    summary = run_select(eval_dir, runs, inputs.train_dir, inputs.retention_dir, inputs.ablation, inputs.best_predictions,
                          inputs.per_bin, 0.1, stats)
     best = summary["best"]
     _json(inputs.demo, {"run": best, "gal_id": 7, "z_true": 0.1234, "z_pred": 0.12, "transcript": [

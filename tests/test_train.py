@@ -114,6 +114,7 @@ def make_project(folder: Path, n: int = 48, **train_values) -> Path:
     # fixed test values (whatever params.yaml holds), then the test's own
     for key, value in {**YAML(typ="safe").load(TRAIN_YAML)["train"], **train_values}.items():
         tree["train"][key] = value
+    tree["ablation"]["lr"] = [1.0e-5, 1.0e-3]  # around the fixed test lr (a profile's list may hold it)
     with open(folder / "params.yaml", "w") as fh:
         y.dump(tree, fh)
     stages = {"train_default": {"cmd": "python -m specllm.stages.train --run default", "params": TRAIN_KEYS}}
