@@ -115,7 +115,7 @@ def test_an_order_driven_classifier_is_not_above_the_prior():
 
 def test_no_order_only_classifier_beats_the_in_sample_bound():
     rng = np.random.default_rng(0)
-    for trial in range(20):
+    for _ in range(20):
         n = {c: int(rng.integers(1, 6)) for c in CLASSES}
         rows = pd.DataFrame([{"obj_id": f"{c}{k}", "class": c, "order": o, "split": "evaluation",
                               "answer_label": CLASSES[int(rng.integers(0, 3))]}

@@ -337,7 +337,8 @@ def _tables(an: Mapping[str, Any], dpo: Mapping[str, Any], cmp: Mapping[str, Any
     chk = []
     for c in an["checks"]:
         fails = ", ".join(c["failing"][:4]) + (f" (+{len(c['failing']) - 4})" if len(c["failing"]) > 4 else "")
-        chk.append([escape_latex(c["name"].replace("_", " ")), "pass" if c["passed"] else "fail",
+        result = ("pass" if c["passed"] else "fail") if an["decisions"]["testable"] else "not testable"
+        chk.append([escape_latex(c["name"].replace("_", " ")), result,
                     _f(c["n_failing"], "int"), escape_latex(fails) or "--"])
     tables.write(folder / "stability_checks.tex", tables.booktabs(
         ["check", "result", "failing", "objects (first four)"], chk, ["l", "l", "r", "p{0.38\\linewidth}"]))
@@ -394,12 +395,18 @@ def _k_sigma(an: Mapping[str, Any], stem: Path):
                 color=CLUSTER_COLOURS[2], label=r"$K\geq 3$")
         ax.axvline(an["sigma"], color="#999999", lw=0.8, ls="--")
         ax.set_xscale("log")
-        ax.set_xlabel("$\\sigma$ (affinity width)")
-        ax.set_ylabel("share of objects")
-        ax.legend(frameon=False)
-        fig.tight_layout()
-        figures.save(fig, stem)
+        _finish(fig, ax, "$\\sigma$ (affinity width)", "share of objects", stem)
     return _k_sigma
+
+
+def _finish(fig, ax, xlabel: str, ylabel: str, stem: Path) -> None:
+    """Axis labels, a frameless legend, tight layout, saved as PDF and PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    figures.save(fig, stem)
+
 
 def _eigenvalues(spec, an: Mapping[str, Any], stem: Path):
     ids = [str(x) for x in spec["obj_ids"]]
@@ -411,11 +418,7 @@ def _eigenvalues(spec, an: Mapping[str, Any], stem: Path):
             ev = spec["eigvals"][j]
             ax.plot(np.arange(1, len(ev) + 1), ev, marker="o", ms=2.5, color=CLUSTER_COLOURS[n % 8],
                     label=f"{oid} (K = {int(spec['k'][j])})")
-        ax.set_xlabel("eigenvalue index")
-        ax.set_ylabel("eigenvalue of $L$")
-        ax.legend(frameon=False)
-        fig.tight_layout()
-        figures.save(fig, stem)
+        _finish(fig, ax, "eigenvalue index", "eigenvalue of $L$", stem)
     return _eigenvalues
 
 
