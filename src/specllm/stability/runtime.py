@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,10 @@ def attach_adapter(model, adapter_dir: Path, stage: str, *, merge: bool, trainab
         check_adapter_folder(adapter_dir, stage)
     except InputError as err:  # its fix names the LoRA study's train stage; this adapter comes from `stage`
         raise InputError(err.file, err.field, err.problem, f"run `dvc repro {stage}` first") from None
-    peft = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
-    return peft.merge_and_unload() if merge else peft
+    with warnings.catch_warnings():  # peft 0.21 calls a transformers 5 property deprecated for v6
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+        return peft.merge_and_unload() if merge else peft
 
 
 def load_model(model_dir: Path, warmup_dir: Path | None = None, adapter_dir: Path | None = None):
