@@ -53,6 +53,10 @@ def main() -> None:
         out = probe(model, tokenizer, enc, label_ids, batch_size=p["stability.batch_size"], prefix_cache=True)
         return float((out["answer"] == truth).mean())
 
+    def every_tenth_step(message: str) -> None:  # "warm-up step N: loss L"
+        if int(message.split()[2].rstrip(":")) % 10 == 0:
+            print(message, flush=True)
+
     acc_before = accuracy()
     settings = SimpleNamespace(rank=p["dpo.rank"], alpha=p["dpo.alpha"], dropout=p["dpo.dropout"],
                                target_modules=targets, seed=p["seed"])
@@ -61,7 +65,7 @@ def main() -> None:
     result = warmup.train_warmup(model, enc, [prompts.label_ids_full(tokenizer, r["class"]) for r in recs],
                                  pad=pad_id(tokenizer), lr=p["stability.warmup_lr"],
                                  epochs=p["stability.warmup_epochs"], batch_size=p["stability.warmup_batch_size"],
-                                 seed=p["seed"]) if len(enc) else {"history": [], "seconds": 0.0, "n_examples": 0}
+                                 seed=p["seed"], log=every_tenth_step) if len(enc) else {"history": [], "seconds": 0.0, "n_examples": 0}
     acc_after = accuracy()
     with atomic_dir(files["warmup_adapter"]) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
