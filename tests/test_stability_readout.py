@@ -274,6 +274,7 @@ def test_verdicts_not_testable_when_intervals_cannot_decide():
     v = _verdicts(an, _reprobe(pss=(0.14, 0.1, -0.04, -0.1, 0.02)))
     assert v["scse.star_most_sensitive"] == v["scse.k_two"] == v["scse.dpo"] == "not testable at this scale"
     assert _verdicts(_analysis(), _reprobe(constant_after=True))["scse.dpo"] == "not testable at this scale"
+    assert _verdicts(_analysis(readout="prior", k_counts={"1": 18}), _reprobe())["scse.k_two"] == "not testable at this scale"
 
 
 def test_stability_sentences_follow_the_intervals():
@@ -287,6 +288,8 @@ def test_stability_sentences_follow_the_intervals():
     ov = {"share_stable": 0.5}
     assert sensitivity_claim({"sensitivity": "not testable"}, iv, ov).startswith("not testable")
     assert sensitivity_claim({"sensitivity": "present"}, iv, ov).startswith("present")
+    assert "label prior" in sensitivity_claim({"sensitivity": "present", "above_prior": False}, iv, ov)
+    assert "label prior" not in sensitivity_claim({"sensitivity": "present", "above_prior": True}, iv, ov)
     zero = {"mean_pss": {"mean": 0.0, "ci_low": 0.0, "ci_high": 0.0}}
     assert sensitivity_claim({"sensitivity": "absent"}, zero, ov).startswith("absent")
     g = _reprobe()["comparison"]["all"]

@@ -349,3 +349,5 @@ def test_cluster_sentence_follows_the_numbers():
     assert "not testable" in k_sentence({**an, "k_scan": scan, "decisions": {"testable": False}})
     s = k_sentence({**an, "k_scan": scan, "decisions": {"testable": True}})
     assert "not testable" not in s and "5.0" in s and "property of" in s
+    flat = [{"sigma": 0.001, "mean_k": 1.0}, {"sigma": 1.0, "mean_k": 1.0}]
+    assert "does not depend on" in k_sentence({**an, "k_scan": flat, "decisions": {"testable": True}})

@@ -99,8 +99,11 @@ def sensitivity_claim(dec: Mapping[str, Any], intervals: Mapping[str, Any], over
     if dec["sensitivity"] == "not testable":
         return f"not testable at this scale (the answer is constant; mean PSS {ci} describes a label prior)"
     if dec["sensitivity"] == "present":
+        prior = "" if dec.get("above_prior", True) else \
+            ("; as the answers do not read the object, this is the order sensitivity of a label prior, "
+             "not of a classification")
         return (f"present: the mean PSS is {ci}, and the answer changes with the order for "
-                f"{_pct(1 - overall['share_stable'])} of the objects")
+                f"{_pct(1 - overall['share_stable'])} of the objects{prior}")
     if dec["sensitivity"] == "absent":
         return f"absent: no object changes its answer with the order (mean PSS {ci})"
     return f"not decided at this scale: the mean PSS is {ci}, an interval that includes zero"
@@ -140,6 +143,10 @@ def k_sentence(an: Mapping[str, Any]) -> str:
     """K at the study's sigma and how it moves over the scan (LaTeX); not testable with a constant answer."""
     scan = an.get("k_scan", [])
     lo, hi = (scan[0], scan[-1]) if scan else (None, None)
+    if scan and len({s["mean_k"] for s in scan}) == 1:
+        return k_claim(an) + (f" at every $\\sigma$ of the scan, {lo['sigma']:g} to {hi['sigma']:g} "
+                              "(Fig.~\\ref{fig:stability-ksigma}): here $K$ does not depend on $\\sigma$") + \
+            ("" if an["decisions"]["testable"] else ". With a constant answer the clusters cannot be related to answers")
     moves = (f"; over the scan it goes from a mean of {format_value(lo['mean_k'], 'float', 1)} at "
              f"$\\sigma={lo['sigma']:g}$ to {format_value(hi['mean_k'], 'float', 1)} at $\\sigma={hi['sigma']:g}$ "
              "(Fig.~\\ref{fig:stability-ksigma}), so $K$ is a property of $\\sigma$ as much as of the object") if scan else ""

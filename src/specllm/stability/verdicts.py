@@ -87,8 +87,9 @@ def _k_two(analysis) -> dict[str, str]:
     ours = f"K = 2 for {share2:.0%} of {n} objects at sigma = {sigma:g} (" + \
         ", ".join(f"K = {k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: int(kv[0]))) + ")"
     claim, original = "K = 2 clusters for every object", "K = 2 for 100%"
-    if not analysis["decisions"]["testable"]:
-        return _row("scse.k_two", claim, original, ours, NOT_TESTABLE, _precondition(analysis))
+    why = _precondition(analysis)  # SCSE's clusters separate consistent from order-induced answers
+    if why:
+        return _row("scse.k_two", claim, original, ours, NOT_TESTABLE, why)
     if share2 == 1.0:
         return _row("scse.k_two", claim, original, ours, "supported", f"every object has K = 2 at sigma = {sigma:g}")
     scan = analysis.get("k_scan", [])
