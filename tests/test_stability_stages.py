@@ -18,7 +18,7 @@ from conftest import ROOT, SHARED_SDSS17
 
 from specllm.errors import InputError
 
-STAGES = ("stability_sample", "stability_probe", "stability_analyze", "stability_dpo", "stability_reprobe")
+STAGES = ("stability_sample", "stability_warmup", "stability_probe", "stability_analyze", "stability_dpo", "stability_reprobe")
 
 
 def _project(tmp: Path, monkeypatch, **overrides) -> Path:
@@ -53,7 +53,7 @@ def _run_all(root: Path) -> dict:
         importlib.import_module(f"specllm.stages.{stage}").main()
     res = root / "results" / "stability"
     return {name: json.loads((res / f"{name}.json").read_text())
-            for name in ("sample", "probe_json", "analysis", "dpo", "reprobe_json")
+            for name in ("sample", "warmup", "probe_json", "analysis", "dpo", "reprobe_json")
             if (res / f"{name}.json").is_file()} | {
         "probe": json.loads((res / "probe.json").read_text()), "reprobe": json.loads((res / "reprobe.json").read_text())}
 
@@ -62,6 +62,11 @@ def _check_outputs(root: Path, out: dict, n_objects: int, n_orders: int) -> None
     res = root / "results" / "stability"
     objects = pd.read_csv(res / "objects.csv", dtype={"obj_id": str})
     assert len(objects) == n_objects and objects["class"].value_counts().nunique() == 1
+    warm = pd.read_csv(res / "warmup_objects.csv", dtype={"obj_id": str})
+    assert len(warm) and not set(warm["obj_id"]) & set(objects["obj_id"])  # the warm-up never sees a probed object
+    w = out["warmup"]
+    assert w["n_objects"] == len(warm) and w["steps"] > 0 and w["order"] == "identity"
+    assert (root / "models" / "stability_warmup" / "adapter_model.safetensors").is_file()
     probe = pd.read_csv(res / "probe.csv", dtype={"obj_id": str})
     assert len(probe) == n_objects * n_orders
     hidden = np.load(res / "hidden.npz")
@@ -71,6 +76,10 @@ def _check_outputs(root: Path, out: dict, n_objects: int, n_orders: int) -> None
     a = out["analysis"]
     assert set(a["per_class"]) == {"STAR", "GALAXY", "QSO"} and 0 <= a["overall"]["mean_pss"] <= 1
     assert {c["name"] for c in a["checks"]} >= {"physical_plausibility", "order_insensitivity", "clusters_match_answers"}
+    assert a["baselines"]["readout"] in ("constant", "prior", "object") and 0 < a["baselines"]["prior_bound"] <= 1
+    assert [s["sigma"] for s in a["k_scan"]] == sorted(s["sigma"] for s in a["k_scan"])
+    assert a["variance"]["raw"]["order"]["share"] + a["variance"]["raw"]["object"]["share"] <= 1 + 1e-9
+    assert out["probe"]["prefix_tokens"] > 0  # the shared prefix's cache was used
     spec = np.load(res / "spectral.npz")
     assert spec["eigvals"].shape == (n_objects, n_orders) and (spec["k"] >= 1).all()
     d = out["dpo"]
@@ -90,6 +99,14 @@ def _check_outputs(root: Path, out: dict, n_objects: int, n_orders: int) -> None
     assert (root / "generated" / "tables" / "stability_summary.tex").is_file()
     assert (root / "generated" / "figures" / "stability_eigenvalues.pdf").is_file()
     assert ms["stability.scse.mean_pss"].value == pytest.approx(0.0916)
+    assert (root / "generated" / "tables" / "stability_baselines.tex").is_file()
+    assert (root / "generated" / "figures" / "stability_k_sigma.pdf").is_file()
+    from specllm.stability.verdicts import stability_verdicts
+
+    rows = stability_verdicts(a, out["reprobe"], json.loads((ROOT / "data" / "reference" / "scse.json").read_text()))
+    assert len(rows) == 4
+    if a["baselines"]["readout"] == "constant":  # the tiny random model: nothing about order sensitivity is testable
+        assert {r["verdict"] for r in rows} == {"not testable at this scale"}
 
 
 @pytest.mark.slow

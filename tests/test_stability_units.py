@@ -338,14 +338,16 @@ def test_batched_left_padded_probe_matches_one_prompt_at_a_time(tiny):
     assert together["hidden"].dtype == np.float16
 
 
-def test_alignment_and_cluster_sentences_follow_the_numbers():
-    from specllm.report.stability import after_claim, k_claim
+def test_cluster_sentence_follows_the_numbers():
+    from specllm.report.stability import k_claim, k_sentence
 
-    g = {"pss_before": 0.2, "pss_after": 0.1, "accuracy_before": 0.5, "accuracy_after": 0.5}
-    assert after_claim(g) == "lowered the mean PSS without lowering accuracy"
-    assert after_claim({**g, "accuracy_after": 0.4}) == "lowered the mean PSS and lowered accuracy"
-    assert after_claim({**g, "pss_after": 0.3}) == "raised the mean PSS and left accuracy unchanged"
-    assert after_claim({**g, "pss_after": 0.2, "accuracy_after": 0.6}) == "left the mean PSS unchanged and raised accuracy"
     assert k_claim({"n_objects": 4, "k_counts": {"1": 4}, "k_dominant": 1, "k_dominant_share": 1.0}).startswith("$K=1$ (a single")
-    two = k_claim({"n_objects": 4, "k_counts": {"1": 1, "2": 3}, "k_dominant": 2, "k_dominant_share": 0.75})
+    an = {"n_objects": 4, "k_counts": {"1": 1, "2": 3}, "k_dominant": 2, "k_dominant_share": 0.75}
+    two = k_claim(an)
     assert two.startswith("$K=2$ for") and "$K=1$ for" in two
+    scan = [{"sigma": 0.001, "mean_k": 5.0}, {"sigma": 1.0, "mean_k": 1.0}]
+    assert "not testable" in k_sentence({**an, "k_scan": scan, "decisions": {"testable": False}})
+    s = k_sentence({**an, "k_scan": scan, "decisions": {"testable": True}})
+    assert "not testable" not in s and "5.0" in s and "property of" in s
+    flat = [{"sigma": 0.001, "mean_k": 1.0}, {"sigma": 1.0, "mean_k": 1.0}]
+    assert "does not depend on" in k_sentence({**an, "k_scan": flat, "decisions": {"testable": True}})

@@ -168,6 +168,11 @@ SCHEMA: dict[str, Callable[[Any], str | None]] = {
     "stability.z_plausible": _num(0.0),
     "stability.pair_orders": _pos_int,
     "stability.n_boot": _pos_int,
+    "stability.warmup_per_class": _num(0, integer=True),  # 0 = no supervised warm-up
+    "stability.warmup_epochs": _pos_int,
+    "stability.warmup_lr": _num(0.0, 1.0, lo_open=True),
+    "stability.warmup_batch_size": _pos_int,
+    "stability.sigma_scan": _list_of(_num(0.0, lo_open=True)),
     "dpo.beta": _num(0.0, lo_open=True),
     "dpo.lr": _num(0.0, 1.0, lo_open=True),
     "dpo.epochs": _pos_int,

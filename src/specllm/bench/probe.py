@@ -13,7 +13,6 @@ All three run on the same model, objects and orders; `agreement` checks classes 
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from specllm.evaluate.generate import pad_id
+from specllm.stability.probe import common_prefix  # noqa: F401  (the shared prefix; tests import it from here)
 
 
 @torch.inference_mode()
@@ -50,57 +50,10 @@ def batched(model, tokenizer, encoded, label_ids, batch_size: int) -> dict[str, 
     return probe(model, tokenizer, encoded, label_ids, batch_size=batch_size)
 
 
-def common_prefix(encoded: Sequence[Sequence[int]]) -> list[int]:
-    """The longest token prefix every prompt shares, less one token (each prompt keeps a non-empty suffix)."""
-    first = list(encoded[0])
-    n = min(len(s) for s in encoded) - 1
-    k = 0
-    while k < n and all(s[k] == first[k] for s in encoded):
-        k += 1
-    return first[:k]
-
-
-@torch.inference_mode()
 def prefix_cached(model, tokenizer, encoded, label_ids, batch_size: int) -> dict[str, Any]:
-    dev = next(model.parameters()).device
-    pad = pad_id(tokenizer)
-    n = len(encoded)
-    t0 = time.perf_counter()
-    prefix = common_prefix(encoded)
-    p = len(prefix)
-    cache = model(input_ids=torch.tensor([prefix], device=dev), use_cache=True).past_key_values
-    order = sorted(range(n), key=lambda i: -len(encoded[i]))
-    labels = torch.tensor(list(label_ids), device=dev)
-    logits = np.zeros((n, len(label_ids)), dtype=np.float32)
-    hidden = None
-    tokens = p
-    for start in range(0, n, batch_size):
-        chunk = order[start:start + batch_size]
-        suffixes = [list(encoded[i])[p:] for i in chunk]
-        width = max(len(s) for s in suffixes)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), p + width), dtype=torch.long)
-        mask[:, :p] = 1
-        for row, s in enumerate(suffixes):
-            ids[row, :len(s)] = torch.tensor(s)
-            mask[row, p:p + len(s)] = 1
-        past = copy.deepcopy(cache)
-        past.batch_repeat_interleave(len(chunk))
-        positions = (p + torch.arange(width)).expand(len(chunk), width)
-        out = model.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
-                          past_key_values=past, use_cache=True)
-        last = torch.tensor([len(s) - 1 for s in suffixes], device=dev)
-        h = out.last_hidden_state[torch.arange(len(chunk), device=dev), last]
-        lg = model.lm_head(h)[:, labels].float().cpu().numpy()
-        h = h.float().cpu().numpy()
-        if hidden is None:
-            hidden = np.zeros((n, h.shape[1]), dtype=np.float32)
-        for row, i in enumerate(chunk):
-            logits[i], hidden[i] = lg[row], h[row]
-        tokens += sum(len(s) for s in suffixes)
-    seconds = time.perf_counter() - t0
-    return {"logits": logits, "answer": logits.argmax(axis=1), "hidden": hidden, "seconds": seconds,
-            "tokens": tokens, "prefix_tokens": p, "prompts_per_s": n / seconds}
+    from specllm.stability.probe import probe_prefix_cached
+
+    return probe_prefix_cached(model, tokenizer, encoded, label_ids, batch_size=batch_size)
 
 
 def agreement(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

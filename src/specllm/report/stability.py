@@ -14,7 +14,7 @@ out_dir/figures/stability_{eigenvalues,hidden_pca,pss,before_after}.pdf|png.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +66,66 @@ def _rel(path: Path) -> str:
         return Path(path).as_posix()
 
 
-def after_claim(g: Mapping[str, Any]) -> str:
-    """What alignment did, in words: the direction of the mean PSS and of accuracy."""
-    dp, da = g["pss_after"] - g["pss_before"], g["accuracy_after"] - g["accuracy_before"]
-    pss = "lowered the mean PSS" if dp < 0 else "raised the mean PSS" if dp > 0 else "left the mean PSS unchanged"
-    acc = "lowered accuracy" if da < 0 else "raised accuracy" if da > 0 else "left accuracy unchanged"
-    if dp < 0 and da >= 0:
-        return pss + (" without lowering accuracy" if da == 0 else " and raised accuracy")
+def _pct(x: float) -> str:
+    return format_value(x, "percent", 0)
+
+
+def _ci(d: Mapping[str, Any], kind: str = "float", precision: int = 3, key: str = "mean") -> str:
+    r"""'value (95\% CI low--high)' in LaTeX."""
+    f = (lambda v: _pct(v)) if kind == "percent" else (lambda v: format_value(v, "float", precision))
+    return f"{f(d[key])} (95\\% CI {f(d['ci_low'])}--{f(d['ci_high'])})"
+
+
+def readout_claim(base: Mapping[str, Any]) -> str:
+    """Whether the answers read the object, from the answer shares and the null baselines (LaTeX)."""
+    ans, m, diff = base["answers"], base["model"], base["model_minus_prior_bound"]
+    if base["readout"] == "constant":
+        return (f"the model answers {ans['top_label']} for {_pct(ans['top_share'])} of the prompts: its answer does "
+                "not depend on the object, so order sensitivity, $K$ and the quality checks are not testable at this scale")
+    if base["readout"] == "prior":
+        return (f"its majority-answer accuracy, {_ci(m, 'percent')}, is not above the {_pct(base['prior_bound'])} that "
+                "a classifier reading only the feature order can reach on these objects (the paired interval of the "
+                f"difference, {format_value(diff['ci_low'], 'float', 2)} to {format_value(diff['ci_high'], 'float', 2)}, "
+                "includes zero), so the answers cannot be told from a label prior at this scale")
+    return (f"its majority-answer accuracy, {_ci(m, 'percent')}, is above the {_pct(base['prior_bound'])} that a "
+            "classifier reading only the feature order can reach on these objects (paired interval of the difference "
+            f"{format_value(diff['ci_low'], 'float', 2)} to {format_value(diff['ci_high'], 'float', 2)}), so the answers "
+            "depend on the object")
+
+
+def sensitivity_claim(dec: Mapping[str, Any], intervals: Mapping[str, Any], overall: Mapping[str, Any]) -> str:
+    """Order sensitivity in words, decided by analysis.decisions (LaTeX)."""
+    ci = _ci(intervals["mean_pss"])
+    if dec["sensitivity"] == "not testable":
+        return f"not testable at this scale (the answer is constant; mean PSS {ci} describes a label prior)"
+    if dec["sensitivity"] == "present":
+        prior = "" if dec.get("above_prior", True) else \
+            ("; as the answers do not read the object, this is the order sensitivity of a label prior, "
+             "not of a classification")
+        return (f"present: the mean PSS is {ci}, and the answer changes with the order for "
+                f"{_pct(1 - overall['share_stable'])} of the objects{prior}")
+    if dec["sensitivity"] == "absent":
+        return f"absent: no object changes its answer with the order (mean PSS {ci})"
+    return f"not decided at this scale: the mean PSS is {ci}, an interval that includes zero"
+
+
+def checks_claim(dec: Mapping[str, Any], checks: Sequence[Mapping[str, Any]]) -> str:
+    if not dec["testable"]:
+        return ("The quality checks (Table~\\ref{tab:stability-checks}) are not testable at this scale: "
+                "with a constant answer they score the label prior")
+    passed = sum(bool(c["passed"]) for c in checks)
+    return f"{passed} of {len(checks)} quality checks pass (Table~\\ref{{tab:stability-checks}})"
+
+
+def after_claim(g: Mapping[str, Any], testable: bool = True) -> str:
+    """What alignment did to PSS and accuracy, decided by the paired intervals of the changes."""
+    pt, at = g["pss_test"], g["accuracy_test"]
+    if not testable:
+        return "cannot be judged at this scale (the answer is constant)"
+    pss = ("lowered the mean PSS" if pt["ci_high"] < 0 else "raised the mean PSS" if pt["ci_low"] > 0 else
+           "did not change the mean PSS measurably")
+    acc = ("lowered accuracy" if at["ci_high"] < 0 else "raised accuracy" if at["ci_low"] > 0 else
+           "left accuracy within its interval")
     return f"{pss} and {acc}"
 
 
@@ -86,15 +139,44 @@ def k_claim(an: Mapping[str, Any]) -> str:
     return rf"$K={an['k_dominant']}$ for {dom} of the objects and $K=1$ for {one}"
 
 
+def k_sentence(an: Mapping[str, Any]) -> str:
+    """K at the study's sigma and how it moves over the scan (LaTeX); not testable with a constant answer."""
+    scan = an.get("k_scan", [])
+    lo, hi = (scan[0], scan[-1]) if scan else (None, None)
+    if scan and len({s["mean_k"] for s in scan}) == 1:
+        return k_claim(an) + (f" at every $\\sigma$ of the scan, {lo['sigma']:g} to {hi['sigma']:g} "
+                              "(Fig.~\\ref{fig:stability-ksigma}): here $K$ does not depend on $\\sigma$") + \
+            ("" if an["decisions"]["testable"] else ". With a constant answer the clusters cannot be related to answers")
+    moves = (f"; over the scan it goes from a mean of {format_value(lo['mean_k'], 'float', 1)} at "
+             f"$\\sigma={lo['sigma']:g}$ to {format_value(hi['mean_k'], 'float', 1)} at $\\sigma={hi['sigma']:g}$ "
+             "(Fig.~\\ref{fig:stability-ksigma}), so $K$ is a property of $\\sigma$ as much as of the object") if scan else ""
+    head = k_claim(an) + moves
+    if not an["decisions"]["testable"]:
+        return head + ". With a constant answer the clusters cannot be related to answers: not testable at this scale"
+    return head
+
+
+def compare_claim(ci: Mapping[str, Any], ref: float, testable: bool) -> str:
+    if not testable:
+        return "not comparable with that value (our answer is constant)"
+    if ci["ci_high"] < ref:
+        return "below that value (our interval lies below it)"
+    if ci["ci_low"] > ref:
+        return "above that value (our interval lies above it)"
+    return "consistent with that value (our interval contains it)"
+
+
 def add_stability(macros: MacroSet, results_dir: Path, out_dir: Path, reference: Path | None = None) -> list[Path]:
     """Add the stability macros, write its tables and figures; return the result files read."""
     res = Path(results_dir)
     reference = Path(reference or REFERENCE)
-    files = {n: res / f for n, f in (("sample", "sample.json"), ("probe", "probe.json"), ("analysis", "analysis.json"),
+    files = {n: res / f for n, f in (("sample", "sample.json"), ("warmup", "warmup.json"), ("probe", "probe.json"),
+                                      ("analysis", "analysis.json"),
                                       ("dpo", "dpo.json"), ("reprobe", "reprobe.json"), ("per_object", "per_object.csv"),
                                       ("probe_csv", "probe.csv"), ("hidden", "hidden.npz"), ("spectral", "spectral.npz"),
                                       ("dpo_loss", "dpo_loss.csv"))}
     sample, probe, an = _json(files["sample"]), _json(files["probe"]), _json(files["analysis"])
+    warm = _json(files["warmup"])
     dpo, rep, ref = _json(files["dpo"]), _json(files["reprobe"]), _json(reference)
     per_object, probe_rows = _csv(files["per_object"]), _csv(files["probe_csv"])
     for key in ("hidden", "spectral"):
@@ -115,6 +197,16 @@ def add_stability(macros: MacroSet, results_dir: Path, out_dir: Path, reference:
     n_align = sum(c["alignment"] for c in sample["counts"].values())
     add("n_alignment", n_align, s)
     add("n_evaluation", sample["n_objects"] - n_align, s)
+    w = files["warmup"]
+    add("warmup.n_objects", warm["n_objects"], w)
+    add("warmup.per_class", warm["per_class"], w)
+    add("warmup.epochs", warm["settings"]["epochs"], w)
+    add("warmup.lr", warm["settings"]["lr"], w, "sci", 1)
+    add("warmup.steps", warm["steps"], w)
+    add("warmup.minutes", warm["seconds"] / 60, w, "float", 1)
+    for key in ("accuracy_before", "accuracy_after"):
+        add(f"warmup.{key}", "--" if warm[key] is None else _pct(warm[key]), w, "latex")
+    add("probe.prefix_tokens", probe.get("prefix_tokens", 0), p)
     add("probe.prompts_per_s", probe["prompts_per_s"], p, "float", 1)
     add("probe.tokens_per_s", probe["tokens_per_s"], p, "float", 0)
     add("probe.mean_tokens", probe["mean_prompt_tokens"], p, "float", 0)
@@ -139,19 +231,33 @@ def add_stability(macros: MacroSet, results_dir: Path, out_dir: Path, reference:
         pc = an["per_class"][c]
         add(f"class.{c}.mean_pss", pc.get("mean_pss", 0.0), a, "float", 3)
         add(f"class.{c}.accuracy", pc.get("accuracy", 0.0), a, "percent", 0)
-    sensitive = o.get("share_stable", 1.0) < 1.0
-    add("sensitivity", "present" if sensitive else "absent", a)
-    add("sensitivity_claim", (f"the answer changes with the order for {format_value(1 - o['share_stable'], 'percent', 0)} "
-                              "of the objects") if sensitive else "no object changes its answer with the order", a, "latex")
+    dec, iv, base = an["decisions"], an["intervals"], an["baselines"]
+    add("sensitivity_claim", sensitivity_claim(dec, iv, o), a, "latex")
+    add("readout_claim", readout_claim(base), a, "latex")
+    add("checks_claim", checks_claim(dec, an["checks"]), a, "latex")
+    add("pss_ci_low", iv["mean_pss"]["ci_low"], a, "float", 3)
+    add("pss_ci_high", iv["mean_pss"]["ci_high"], a, "float", 3)
+    add("acc_ci_low", iv["accuracy"]["ci_low"], a, "percent", 0)
+    add("acc_ci_high", iv["accuracy"]["ci_high"], a, "percent", 0)
+    add("prior_bound", base["prior_bound"], a, "percent", 0)
+    add("top_label", base["answers"]["top_label"], a)
+    add("top_share", base["answers"]["top_share"], a, "percent", 0)
+    ra = an["representative"]
+    add("rep.accuracy", _ci(ra["accuracy"], "percent"), a, "latex")
+    add("rep.agree", ra["share_agree_majority"], a, "percent", 0)
+    var = an["variance"]
+    for space in ("raw", "centred"):
+        for part in ("order", "object"):
+            add(f"var.{space}.{part}", _ci(var[space][part], "percent", key="share"), a, "latex")
     add("k_dominant", an["k_dominant"], a)
     add("k_dominant_share", an["k_dominant_share"], a, "percent", 0)
     add("k_one_share", an["k_counts"].get("1", 0) / max(1, an["n_objects"]), a, "percent", 0)
-    add("k_two_dominates", "dominates" if an["k_dominant"] == 2 else "does not dominate", a)
-    add("k_claim", k_claim(an), a, "latex")
+    add("k_sentence", k_sentence(an), a, "latex")
+    add("sigma_scan_low", an["k_scan"][0]["sigma"], a, "sci", 0)
+    add("sigma_scan_high", an["k_scan"][-1]["sigma"], a, "sci", 0)
     add("share_aligned", an["share_aligned"], a, "percent", 0)
     add("sigma", an["sigma"], a, "float", 2)
     checks = an["checks"]
-    add("checks_passed", sum(c["passed"] for c in checks), a)
     add("checks_total", len(checks), a)
 
     d = files["dpo"]
@@ -194,7 +300,7 @@ def add_stability(macros: MacroSet, results_dir: Path, out_dir: Path, reference:
     add("after.acc_p", g["accuracy_test"]["p_value"], r, "float", 2)
     add("after.n", g["n"], r)
     add("reprobe.prompts_per_s", rep["timing"]["prompts_per_s"], r, "float", 1)
-    add("after.claim", after_claim(g), r)
+    add("after.claim", after_claim(g, dec["testable"]), r)
     ci = g["pss_test"]
     significant = ci["ci_high"] < 0 or ci["ci_low"] > 0
     add("after.significance", "the paired interval excludes zero" if significant else "the paired interval includes zero", r)
@@ -205,18 +311,20 @@ def add_stability(macros: MacroSet, results_dir: Path, out_dir: Path, reference:
     add("scse.dpo_after", ref["dpo_pss_after"], reference, "float", 3)
     add("scse.cite", ref["citation"], reference, "latex")
     add("scse.method_cite", ref.get("method_citation", ref["citation"]), reference, "latex")
-    add("scse.compare", ("lower than" if o.get("mean_pss", 0) < ref["mean_pss"] else "at least as high as"), a)
+    add("scse.compare", compare_claim(iv["mean_pss"], ref["mean_pss"], dec["testable"]), a, "latex")
 
     out = Path(out_dir)
     _tables(an, dpo, cmp, out / "tables")
+    _baselines_table(an, out / "tables")
     figs = [_eigenvalues(spec, an, out / "figures" / "stability_eigenvalues"),
             _hidden_pca(hidden, spec, probe_rows, an, out / "figures" / "stability_hidden_pca"),
             _pss(per_object, out / "figures" / "stability_pss"),
-            _before_after(cmp, out / "figures" / "stability_before_after")]
+            _before_after(cmp, out / "figures" / "stability_before_after"),
+            _k_sigma(an, out / "figures" / "stability_k_sigma")]
     for fn in figs:
         macros.add(f"stability.figure.{fn.__name__.strip('_')}.source", _source(fn),
                    source="src/specllm/report/stability.py", kind="latex")
-    return [files[k] for k in ("sample", "probe", "analysis", "dpo", "reprobe", "per_object", "probe_csv", "hidden",
+    return [files[k] for k in ("sample", "warmup", "probe", "analysis", "dpo", "reprobe", "per_object", "probe_csv", "hidden",
                                "spectral")] + [reference]
 
 
@@ -236,7 +344,8 @@ def _tables(an: Mapping[str, Any], dpo: Mapping[str, Any], cmp: Mapping[str, Any
     chk = []
     for c in an["checks"]:
         fails = ", ".join(c["failing"][:4]) + (f" (+{len(c['failing']) - 4})" if len(c["failing"]) > 4 else "")
-        chk.append([escape_latex(c["name"].replace("_", " ")), "pass" if c["passed"] else "fail",
+        result = ("pass" if c["passed"] else "fail") if an["decisions"]["testable"] else "not testable"
+        chk.append([escape_latex(c["name"].replace("_", " ")), result,
                     _f(c["n_failing"], "int"), escape_latex(fails) or "--"])
     tables.write(folder / "stability_checks.tex", tables.booktabs(
         ["check", "result", "failing", "objects (first four)"], chk, ["l", "l", "r", "p{0.38\\linewidth}"]))
@@ -258,7 +367,53 @@ def _tables(an: Mapping[str, Any], dpo: Mapping[str, Any], cmp: Mapping[str, Any
         ["l"] + ["r"] * 6))
 
 
+def _baselines_table(an: Mapping[str, Any], folder: Path) -> None:
+    """The model's majority-answer accuracy beside the classification null baselines."""
+    b, iv = an["baselines"], an["intervals"]
+    n_ev = b["model_evaluation"]["n"]
+    rows = [["model, majority answer over orders", _f(b["n_objects"], "int"), _ci(b["model"], "percent")],
+            ["model, representative (cluster-centre) answer", _f(b["n_objects"], "int"),
+             _ci(iv["representative_accuracy"], "percent")],
+            ["majority class = prior-only bound (in sample)", _f(b["n_objects"], "int"), _pct(b["prior_bound"])],
+            tables.MIDRULE,
+            ["model, majority answer over orders", _f(n_ev, "int"), _ci(b["model_evaluation"], "percent")
+             if n_ev else "--"]]
+    for key, name in (("majority_class_held_out", "majority class of the alignment set"),
+                      ("prior_only_held_out", "prior-only: most frequent class per order"),
+                      ("model_prior_held_out", "the model's most frequent answer per order")):
+        if key in b:
+            rows.append([name, _f(n_ev, "int"), _pct(b[key]["accuracy"])])
+    tables.write(folder / "stability_baselines.tex", tables.booktabs(
+        ["classifier (accuracy of the per-object answer)", "objects", "accuracy"], rows, ["l", "r", "r"]))
+
+
 # ---------------------------------------------------------------- figures
+
+
+def _k_sigma(an: Mapping[str, Any], stem: Path):
+    scan = an["k_scan"]
+    sig = [s["sigma"] for s in scan]
+    n = max(1, an["n_objects"])
+    with figures._style():
+        fig, ax = figures.plt.subplots(figsize=(figures.SINGLE, 2.3))
+        for k, colour, label in ((1, CLUSTER_COLOURS[0], "$K=1$"), (2, CLUSTER_COLOURS[1], "$K=2$")):
+            ax.plot(sig, [s["k_counts"].get(str(k), 0) / n for s in scan], marker="o", ms=3, color=colour, label=label)
+        ax.plot(sig, [sum(v for kk, v in s["k_counts"].items() if int(kk) >= 3) / n for s in scan], marker="o", ms=3,
+                color=CLUSTER_COLOURS[2], label=r"$K\geq 3$")
+        ax.axvline(an["sigma"], color="#999999", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        _finish(fig, ax, "$\\sigma$ (affinity width)", "share of objects", stem)
+    return _k_sigma
+
+
+def _finish(fig, ax, xlabel: str, ylabel: str, stem: Path) -> None:
+    """Axis labels, a frameless legend, tight layout, saved as PDF and PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    figures.save(fig, stem)
+
 
 def _eigenvalues(spec, an: Mapping[str, Any], stem: Path):
     ids = [str(x) for x in spec["obj_ids"]]
@@ -270,11 +425,7 @@ def _eigenvalues(spec, an: Mapping[str, Any], stem: Path):
             ev = spec["eigvals"][j]
             ax.plot(np.arange(1, len(ev) + 1), ev, marker="o", ms=2.5, color=CLUSTER_COLOURS[n % 8],
                     label=f"{oid} (K = {int(spec['k'][j])})")
-        ax.set_xlabel("eigenvalue index")
-        ax.set_ylabel("eigenvalue of $L$")
-        ax.legend(frameon=False)
-        fig.tight_layout()
-        figures.save(fig, stem)
+        _finish(fig, ax, "eigenvalue index", "eigenvalue of $L$", stem)
     return _eigenvalues
 
 

@@ -170,3 +170,27 @@ def before_after(before: pd.DataFrame, after: pd.DataFrame, n_boot: int, seed: i
         g["share_stable_after"] = float((sub["pss_after"] == 0).mean())
         out[group] = g
     return out
+
+
+def decisions(intervals: Mapping[str, Any], baselines: Mapping[str, Any], k_counts: Mapping[Any, int]) -> dict[str, Any]:
+    """What the stability sentences may say, decided from intervals and the null baselines.
+
+    testable     False when the answer is (nearly) constant (baselines.CONSTANT_SHARE): PSS, K and the quality
+                 checks then describe a label prior, and every claim about them is "not testable"
+    sensitivity  "not testable" (constant answer) | "present" (the mean PSS's interval excludes 0) |
+                 "absent" (every object gives one answer under every order: the interval is [0, 0]) |
+                 "undecided" (the interval includes 0 but not only 0)
+    above_prior  the majority-answer accuracy's paired interval over the prior-only bound excludes zero
+    """
+    testable = baselines["readout"] != "constant"
+    ci = intervals["mean_pss"]
+    if not testable:
+        sens = "not testable"
+    elif ci["ci_low"] > 0:
+        sens = "present"
+    elif ci["ci_high"] == 0:
+        sens = "absent"
+    else:
+        sens = "undecided"
+    return {"testable": testable, "sensitivity": sens, "above_prior": baselines["readout"] == "object",
+            "readout": baselines["readout"], "k_values": sorted(int(k) for k in k_counts)}

@@ -78,13 +78,15 @@ def reference_logps(model, prompts, chosen, rejected, pad: int, batch_size: int)
     return torch.cat(out_c), torch.cat(out_r)
 
 
-def train_dpo(model, prompts: Sequence[Sequence[int]], chosen: Sequence[Sequence[int]], rejected: Sequence[Sequence[int]],
-              *, pad: int, beta: float, lr: float, epochs: int, batch_size: int, seed: int, max_grad_norm: float = 1.0,
-              log: Callable[[str], Any] | None = None) -> dict[str, Any]:
-    """Train the model's LoRA adapter with DPO (AdamW, constant learning rate). Returns per-step history."""
-    prompts, chosen, rejected = list(prompts), list(chosen), list(rejected)
-    ref_c, ref_r = reference_logps(model, prompts, chosen, rejected, pad, batch_size)
+def optimise(model, n_examples: int, batch_loss: Callable[[list[int]], tuple[torch.Tensor, dict[str, float]]], *,
+             lr: float, epochs: int, batch_size: int, seed: int, max_grad_norm: float = 1.0,
+             log: Callable[[str], Any] | None = None, tag: str = "step") -> tuple[list[dict[str, Any]], float]:
+    """The adapter's training loop shared by DPO and the supervised warm-up: AdamW (constant learning rate,
+    no weight decay) over the trainable parameters, seeded shuffles of the example indices each epoch,
+    gradient clipping. batch_loss(indices) -> (loss, statistics). Returns (per-step history, seconds)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters (wrap it with a LoRA adapter first)")
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     rng = random.Random(seed)
     history = []
@@ -92,14 +94,10 @@ def train_dpo(model, prompts: Sequence[Sequence[int]], chosen: Sequence[Sequence
     t0 = time.perf_counter()
     model.train()
     for epoch in range(epochs):
-        order = list(range(len(prompts)))
+        order = list(range(n_examples))
         rng.shuffle(order)
         for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
-            both = sequence_logps(model, [prompts[i] for i in idx] * 2,
-                                  [chosen[i] for i in idx] + [rejected[i] for i in idx], pad)
-            pc, pr = both[:len(idx)], both[len(idx):]
-            loss, stats = dpo_loss(pc, pr, ref_c[idx].to(pc.device), ref_r[idx].to(pc.device), beta)
+            loss, stats = batch_loss(order[s:s + batch_size])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if max_grad_norm > 0:
@@ -108,9 +106,27 @@ def train_dpo(model, prompts: Sequence[Sequence[int]], chosen: Sequence[Sequence
             step += 1
             history.append({"step": step, "epoch": epoch + 1, "loss": float(loss.detach()), **stats})
             if log:
-                log(f"dpo step {step}: loss {float(loss):.4f} margin {stats['margin']:.4f}")
+                log(f"{tag} {step}: loss {float(loss):.4f}")
     model.eval()
-    return {"history": history, "seconds": time.perf_counter() - t0, "n_pairs": len(prompts),
+    return history, time.perf_counter() - t0
+
+
+def train_dpo(model, prompts: Sequence[Sequence[int]], chosen: Sequence[Sequence[int]], rejected: Sequence[Sequence[int]],
+              *, pad: int, beta: float, lr: float, epochs: int, batch_size: int, seed: int, max_grad_norm: float = 1.0,
+              log: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """Train the model's LoRA adapter with DPO (AdamW, constant learning rate). Returns per-step history."""
+    prompts, chosen, rejected = list(prompts), list(chosen), list(rejected)
+    ref_c, ref_r = reference_logps(model, prompts, chosen, rejected, pad, batch_size)
+
+    def batch_loss(idx: list[int]):
+        both = sequence_logps(model, [prompts[i] for i in idx] * 2,
+                              [chosen[i] for i in idx] + [rejected[i] for i in idx], pad)
+        pc, pr = both[:len(idx)], both[len(idx):]
+        return dpo_loss(pc, pr, ref_c[idx].to(pc.device), ref_r[idx].to(pc.device), beta)
+
+    history, seconds = optimise(model, len(prompts), batch_loss, lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
+                                max_grad_norm=max_grad_norm, log=log, tag="dpo step")
+    return {"history": history, "seconds": seconds, "n_pairs": len(prompts),
             "ref_chosen_mean": float(ref_c.mean()) if len(ref_c) else None,
             "ref_rejected_mean": float(ref_r.mean()) if len(ref_r) else None}
 

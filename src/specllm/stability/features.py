@@ -92,6 +92,30 @@ def sample_objects(frame: pd.DataFrame, n_per_class: int, eval_share: float, see
     return out
 
 
+def sample_warmup(frame: pd.DataFrame, probed: pd.DataFrame, n_per_class: int, seed: int,
+                  file: str | Path) -> pd.DataFrame:
+    """n_per_class objects of each class for the supervised warm-up, drawn (seeded, independently of the
+    probed sample) from the catalogue rows that are NOT probed: the warm-up never sees a probed object.
+
+    Columns as sample_objects, split = warmup. n_per_class = 0 gives an empty frame (no warm-up)."""
+    check_catalogue(frame, file)
+    rest = frame[~frame["obj_id"].astype(str).isin(set(probed["obj_id"].astype(str)))]
+    rng = np.random.default_rng([seed, 1])  # its own stream: the probed sample is the same with or without it
+    parts = []
+    for cls in CLASSES:
+        rows = rest[rest["class"].astype(str) == cls]
+        if len(rows) < n_per_class:
+            raise InputError(file, "class", f"only {len(rows)} {cls} objects outside the probed sample, "
+                             f"stability.warmup_per_class is {n_per_class}",
+                             "lower stability.warmup_per_class or stability.n_per_class in params.yaml")
+        pick = rows.iloc[np.sort(rng.choice(len(rows), n_per_class, replace=False))].copy()
+        pick["split"] = "warmup"
+        parts.append(pick[[*REQUIRED, "split"]])
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*REQUIRED, "split"])
+    out["obj_id"] = out["obj_id"].astype(str)
+    return out
+
+
 def feature_values(row) -> np.ndarray:
     """The ten feature values of one object in canonical order."""
     mags = [float(row[b]) for b in BANDS]

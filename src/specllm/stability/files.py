@@ -20,10 +20,14 @@ def layout(root: Path | None = None) -> dict[str, Path]:
         "catalogue_sdss17": root / "data" / "external" / "sdss17" / "catalogue.csv",
         "base_model": root / "models" / "base",
         "adapter": root / "models" / "stability_dpo",
+        "warmup_adapter": root / "models" / "stability_warmup",
         "results": res,
         "objects": res / "objects.csv",          # sampled objects, features, split
         "orders": res / "orders.json",           # the feature orders (same for every object)
         "sample": res / "sample.json",
+        "warmup_objects": res / "warmup_objects.csv",  # warm-up objects (never probed), shown in one order
+        "warmup": res / "warmup.json",           # warm-up loss, accuracy on its own objects, time
+        "warmup_loss": res / "warmup_loss.csv",
         "probe": res / "probe.csv",              # one row per (object, order): logits, answer
         "hidden": res / "hidden.npz",            # last-layer last-token hidden states, float16
         "decode": res / "decode.csv",            # free-text answers of the decoded subsample

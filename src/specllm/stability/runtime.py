@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,20 +34,39 @@ def read_orders(path: Path) -> list[tuple[str, tuple[int, ...]]]:
     return [(o["name"], tuple(o["perm"])) for o in data["orders"]]
 
 
-def load_model(model_dir: Path, adapter_dir: Path | None = None):
-    """(model, tokenizer, device) in eval mode: bf16 on an Ampere-or-newer GPU, fp32 elsewhere."""
+def attach_adapter(model, adapter_dir: Path, stage: str, *, merge: bool, trainable: bool = False):
+    """The model with the LoRA adapter in adapter_dir (written by `stage`): merged into the weights in memory
+    (a plain causal LM again, what the prefix-cached probe and a second adapter on top need), or kept as
+    a peft model."""
+    from peft import PeftModel
+
+    from specllm.evaluate.generate import check_adapter_folder
+
+    try:
+        check_adapter_folder(adapter_dir, stage)
+    except InputError as err:  # its fix names the LoRA study's train stage; this adapter comes from `stage`
+        raise InputError(err.file, err.field, err.problem, f"run `dvc repro {stage}` first") from None
+    with warnings.catch_warnings():  # peft 0.21 calls a transformers 5 property deprecated for v6
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+        return peft.merge_and_unload() if merge else peft
+
+
+def load_model(model_dir: Path, warmup_dir: Path | None = None, adapter_dir: Path | None = None):
+    """(model, tokenizer, device) in eval mode: bf16 on an Ampere-or-newer GPU, fp32 elsewhere.
+
+    warmup_dir: the supervised warm-up adapter (stage stability_warmup), merged into the base weights, so
+    the study's "base" model is the one that knows the task. adapter_dir: the DPO adapter on top of it,
+    merged as well (inference only)."""
     from specllm.model.load import load_base
     from specllm.train.lora import choose_device_dtype
 
     device, dtype = choose_device_dtype()
     model, tokenizer = load_base(model_dir, dtype=dtype)
+    if warmup_dir is not None:
+        model = attach_adapter(model, warmup_dir, "stability_warmup", merge=True)
     if adapter_dir is not None:
-        from peft import PeftModel
-
-        from specllm.evaluate.generate import check_adapter_folder
-
-        check_adapter_folder(adapter_dir, "stability_dpo")
-        model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+        model = attach_adapter(model, adapter_dir, "stability_dpo", merge=True)
     return model.to(device).eval(), tokenizer, device
 
 
@@ -76,7 +96,7 @@ def probe_set(model, tokenizer, objects: pd.DataFrame, orders, *, decimals: int,
         if done % step < batch_size or done == total:
             log(f"probe: {done}/{total} prompts")
 
-    out = probe(model, tokenizer, encoded, label_ids, batch_size=batch_size, progress=progress)
+    out = probe(model, tokenizer, encoded, label_ids, batch_size=batch_size, progress=progress, prefix_cache=True)
     rows = pd.DataFrame([{k: r[k] for k in ("obj_id", "class", "split", "order", "order_name")} for r in recs])
     rows["answer"] = out["answer"]
     rows["answer_label"] = [features.CLASSES[a] if a >= 0 else "" for a in out["answer"]]
@@ -86,6 +106,7 @@ def probe_set(model, tokenizer, objects: pd.DataFrame, orders, *, decimals: int,
     hidden = out["hidden"].reshape(len(objects), len(orders), -1)
     timing = {"n_prompts": len(recs), "seconds": round(out["seconds"], 3), "prompts_per_s": round(out["prompts_per_s"], 4),
               "tokens": out["tokens"], "tokens_per_s": round(out["tokens_per_s"], 2),
+              "prefix_tokens": int(out["prefix_tokens"]),
               "mean_prompt_tokens": round(float(np.mean([len(e) for e in encoded])), 2),
               "label_first_tokens": {lab: int(t) for lab, t in zip(features.CLASSES, label_ids)},
               "thinking_switch": prompts.has_thinking_switch(tokenizer), "batch_size": batch_size}

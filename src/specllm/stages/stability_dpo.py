@@ -2,7 +2,8 @@
 
     python -m specllm.stages.stability_dpo
 
-Reads results/stability/{objects.csv, orders.json, probe.csv} and models/base. Categorises every
+Reads results/stability/{objects.csv, orders.json, probe.csv}, models/base and models/stability_warmup
+(merged into the weights first: DPO's policy starts from, and its reference is, the warmed-up model). Categorises every
 alignment-set object (fully correct / partially correct / fully wrong / unanswerable), shows each pair
 under stability.pair_orders of its orders, and trains a LoRA adapter with the DPO loss; the
 reference is the same model with the adapter disabled, its log-probabilities computed once.
@@ -43,7 +44,7 @@ def main() -> None:
     targets = list(p["dpo.target_modules"])
     preflight.require("dpo", workload("dpo", p["dpo.batch_size"], p["dpo.rank"], targets), root=files["root"])
     rss_before = dpo.peak_memory(__import__("torch").device("cpu"))[0]
-    model, tokenizer, device = load_model(files["base_model"])
+    model, tokenizer, device = load_model(files["base_model"], files["warmup_adapter"])
     size = dpo.model_bytes(model)
     recs = {}
     for pr in pair_rows:

@@ -2,7 +2,9 @@
 
     python -m specllm.stages.stability_probe
 
-Reads results/stability/{objects.csv, orders.json} and models/base. Writes results/stability/:
+Reads results/stability/{objects.csv, orders.json}, models/base and models/stability_warmup (merged into
+the base weights: the probed model is the warmed-up one). The shared prompt prefix's key/value cache is
+computed once (stability.probe.probe_prefix_cached). Writes results/stability/:
 probe.csv (obj_id, class, split, order, order_name, answer, answer_label, tied, logit_<label>),
 hidden.npz (obj_ids, hidden [objects, orders, hidden size] float16: last layer, last token),
 decode.csv (the free-text subsample: obj_id, order, text, free_answer, logit_answer, agree) and
@@ -43,7 +45,7 @@ def main() -> None:
     objects = read_csv(files["objects"], ["obj_id", "class", "split", *features.BANDS, "redshift"])
     orders = read_orders(files["orders"])
     preflight.require("inference", workload("inference", p["stability.batch_size"]), root=files["root"])
-    model, tokenizer, device = load_model(files["base_model"])
+    model, tokenizer, device = load_model(files["base_model"], files["warmup_adapter"])
     rows, hidden, timing, recs = probe_set(model, tokenizer, objects, orders, decimals=p["stability.decimals"],
                                            batch_size=p["stability.batch_size"], model_dir=files["base_model"])
     n_dec = min(p["stability.decode_prompts"], len(recs))

@@ -2,10 +2,12 @@
 
     python -m specllm.stages.stability_reprobe
 
-Reads results/stability/{objects.csv, orders.json, per_object.csv}, models/base and
-models/stability_dpo. Writes results/stability/reprobe.csv (the evaluation objects' answers after
-alignment, as probe.csv) and reprobe.json (PSS, share stable and accuracy before and after, overall
-and per class, each with a paired bootstrap 95% interval and a sign-flip p-value; throughput).
+Reads results/stability/{objects.csv, orders.json, per_object.csv}, models/base,
+models/stability_warmup and models/stability_dpo (both merged, in that order; prefix-cached probe).
+Writes results/stability/reprobe.csv (the evaluation objects' answers after alignment, as probe.csv)
+and reprobe.json (PSS, share stable and accuracy before and after, overall and per class, each with a
+paired bootstrap 95% interval and a sign-flip p-value; the answers' label shares after alignment and
+whether they are constant; throughput).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from specllm.errors import InputError, run_main
 def main() -> None:
     from specllm import config, preflight
     from specllm.io import write_json
-    from specllm.stability import analysis, features
+    from specllm.stability import analysis, baselines, features
     from specllm.stability.files import layout
     from specllm.stability.runtime import load_model, probe_set, read_csv, read_orders
     from specllm.stages.stability_probe import workload
@@ -31,7 +33,7 @@ def main() -> None:
         raise InputError(files["params"], "stability.eval_share", "the evaluation set is empty",
                          "raise stability.eval_share or stability.n_per_class")
     preflight.require("inference", workload("inference", p["stability.batch_size"]), root=files["root"])
-    model, tokenizer, device = load_model(files["base_model"], files["adapter"])
+    model, tokenizer, device = load_model(files["base_model"], files["warmup_adapter"], files["adapter"])
     rows, _hidden, timing, _ = probe_set(model, tokenizer, ev, orders, decimals=p["stability.decimals"],
                                          batch_size=p["stability.batch_size"], model_dir=files["base_model"])
     rows.to_csv(files["reprobe"], index=False, lineterminator="\n")
@@ -40,6 +42,7 @@ def main() -> None:
     cmp = analysis.before_after(b, after, p["stability.n_boot"], p["seed"])
     write_json(files["reprobe_json"], {"comparison": cmp, "timing": {**timing, "device": device.type},
                                        "n_objects": int(len(ev)), "n_tied_after": int(rows["tied"].sum()),
+                                       "answers_after": baselines.answer_profile(rows),
                                        "after": {"overall": analysis.summary(after),
                                                  "per_class": {c: analysis.summary(after[after["class"] == c])
                                                                for c in features.CLASSES}}})

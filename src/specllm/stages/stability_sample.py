@@ -4,8 +4,10 @@
 
 Reads the classification catalogue (catalogue.source: embedded data/raw/catalogue.csv, or sdss17
 data/external/sdss17/catalogue.csv from `specllm data import-sdss17`). Writes results/stability/:
-objects.csv (obj_id, class, u..z, redshift, split = alignment | evaluation), orders.json (every
-order: index, name, permutation, feature names) and sample.json (counts, catalogue file and sha256).
+objects.csv (obj_id, class, u..z, redshift, split = alignment | evaluation), warmup_objects.csv (the
+supervised warm-up's objects: stability.warmup_per_class per class from the catalogue rows that are not
+probed, split = warmup), orders.json (every order: index, name, permutation, feature names) and
+sample.json (counts, catalogue file and sha256).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ def main() -> None:
     orders = features.make_orders(p["stability.n_orders"], p["seed"], where)
     frame = pd.read_csv(path, dtype={"obj_id": str})
     objects = features.sample_objects(frame, p["stability.n_per_class"], p["stability.eval_share"], p["seed"], path)
+    warm = features.sample_warmup(frame, objects, p["stability.warmup_per_class"], p["seed"], path)
     files["results"].mkdir(parents=True, exist_ok=True)
+    warm.to_csv(files["warmup_objects"], index=False, float_format="%.6f", lineterminator="\n")
     objects.to_csv(files["objects"], index=False, float_format="%.6f", lineterminator="\n")
     write_json(files["orders"], {"features": list(features.FEATURES), "orders": [
         {"index": k, "name": name, "perm": list(perm), "features": [features.FEATURES[i] for i in perm]}
@@ -49,6 +53,8 @@ def main() -> None:
                                  "catalogue_sha256": sha256_file(path), "catalogue_rows": int(len(frame)),
                                  "n_objects": int(len(objects)), "n_per_class": p["stability.n_per_class"],
                                  "n_orders": len(orders), "n_prompts": int(len(objects) * len(orders)),
+                                 "n_warmup": int(len(warm)), "warmup_per_class": p["stability.warmup_per_class"],
+                                 "warmup_probed_overlap": int(warm["obj_id"].isin(objects["obj_id"]).sum()),
                                  "counts": counts, "simulated_share": {
                                      cls: float(frame.loc[frame["obj_id"].isin(objects["obj_id"]) & (frame["class"] == cls),
                                                           "simulated"].mean()) if "simulated" in frame else 0.0
