@@ -68,7 +68,7 @@ MACHINE_SOURCES = ("results/environment.json",)
 # device): like the cost records, shown when they differ, never a failure, and left out of the
 # bitwise-reproducibility check (tests/test_verify_smoke.py).
 MEASURED_KEY_RE = re.compile(r"(tokens_per_s|prompts_per_s|_per_s|peak_mib|peak_gib|peak_over_model|peak_memory"
-                             r"|train_minutes|wall_s|_seconds|s_per_step)$|\.device$")
+                             r"|minutes|wall_s|_seconds|s_per_step)$|\.device$")
 FAILING = ("MISMATCH", "MISSING", "NEW")
 PASSING = ("identical", "within tolerance")
 # ---------------------------------------------------------------- reading
