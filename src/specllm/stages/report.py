@@ -105,6 +105,8 @@ PROFILE_NOTES = {
              "language model; its numbers check the plumbing and carry no scientific meaning.",
     "small": "The small profile pairs a small instruction-tuned language model with the embedded galaxy "
              "sample, so that the whole pipeline runs on a CPU.",
+    "open": "The open profile runs the original study's sizes and grid with the small open-weights language "
+            "model on the embedded galaxy sample, on one GPU.",
     "paper": "The paper profile reproduces the original setting: a large instruction-tuned language model "
              "and real SDSS DR16 spectra.",
 }
