@@ -25,21 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+from specllm.evaluate.paired import paired_mean_diff
+
 VARIANTS = {  # name: (n_points, digit_sep)
     "48sep": (48, "|"),
     "48nosep": (48, ""),
     "24sep": (24, "|"),
     "24nosep": (24, ""),
 }
-
-
-def paired_mae_diff(err_a: np.ndarray, err_b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """MAE(a) - MAE(b) and its paired bootstrap 95% interval over the same objects."""
-    d = np.asarray(err_a, float) - np.asarray(err_b, float)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, d.size, size=(n_boot, d.size))
-    boots = d[idx].mean(axis=1)
-    return float(d.mean()), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
 
 
 def prepare_variants(out: Path, source: Path, model_dir: Path, n_train: int, n_val: int, n_test: int, seed: int,
@@ -96,7 +89,8 @@ def run_one(run: dict, data: Path, model_dir: Path, out: Path, seed: int, n_val:
     z_pred = pred["z_pred"].to_numpy(float)
     err_run = np.where(np.isfinite(z_pred), np.abs(z_pred - z_true), np.abs(z_true - z_med))  # unparsed -> constant
     err_const = np.abs(z_true - z_med)
-    diff, lo, hi = paired_mae_diff(err_run, err_const)
+    d = paired_mean_diff(err_run, err_const, n_boot=2000, seed=0)  # the select stage's paired bootstrap
+    diff, lo, hi = d["mean_diff"], d["ci_low"], d["ci_high"]
     return {**run, "steps": summary.get("steps"), "tokens": summary.get("tokens"),
             "tokens_per_s": summary.get("tokens_per_s"), "final_loss": summary.get("final_loss"),
             "train_s": round(t_train, 1), "eval_s": round(t_eval, 1), "n_val": int(z_true.size),
