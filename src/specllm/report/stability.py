@@ -25,8 +25,8 @@ from specllm.errors import InputError
 from specllm.report import figures, tables
 from specllm.report.macros import MacroSet, escape_latex, format_value
 from specllm.stability.analysis import HIGH_PSS
+from specllm.vocab import CLASSES  # row order of the stability tables
 
-CLASSES = ("STAR", "GALAXY", "QSO")
 REFERENCE = Path("data/reference/scse.json")
 FIX = "run the stability stages (`dvc repro stability_reprobe`)"
 ANSWER_COLOURS = {**figures.CLASS_COLOURS, "": "#999999"}

@@ -75,6 +75,7 @@ from specllm.io import atomic_dir
 from specllm.metrics import OUTLIER_DZ
 from specllm.report import ablation, figures, tables
 from specllm.report.macros import MacroSet, escape_latex, format_value
+from specllm.vocab import SPLITS
 
 # params.yaml keys the report prints (dvc.yaml must list them under the report stage). The other
 # serialize.* settings are taken from results/serialization.json, the serialize stage's own record
@@ -89,7 +90,6 @@ PARAM_KEYS = (
     "train.lr", "train.rank", "train.epochs", "evaluate.constrained",
 )
 SERIALIZE_KEYS = ("int_digits", "value_sep", "prompt", "target_decimals", "context_tokens", "max_context_share")
-SPLITS = ("train", "val", "test")
 # Manifest counts shown in the data table, in selection order (a missing key is skipped).
 CUT_LABELS = (
     ("galaxies_read", "SDSS galaxies read"),
