@@ -70,6 +70,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from specllm import io
 from specllm.errors import InputError, run_main
 from specllm.io import atomic_dir
 from specllm.metrics import OUTLIER_DZ
@@ -180,42 +181,16 @@ def _fix(path: Path) -> str:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "-", "file not found", _fix(path))
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(path, f"line {err.lineno}", f"not valid JSON ({err.msg})", _fix(path)) from None
-    if not isinstance(data, dict):
-        raise InputError(path, "-", "top level is not an object", _fix(path))
-    return data
+    return io.read_json(path, _fix(path))
 
 
 def read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "-", "file not found", _fix(path))
-    df = pd.read_csv(path)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(path, ", ".join(missing), f"column missing (found: {', '.join(map(str, df.columns))})",
-                         _fix(path))
-    if df.empty:
-        raise InputError(path, "-", "no rows", _fix(path))
-    return df
+    return io.read_csv(path, _fix(path), columns, nonempty=True)
 
 
 def get(data: Mapping[str, Any], dotted: str, path: Path, *, types: type | tuple = object) -> Any:
     """data['a']['b'] for 'a.b', or an InputError naming the file and the key."""
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            raise InputError(path, dotted, "key missing", _fix(path))
-        node = node[part]
-    if types is not object and (not isinstance(node, types) or isinstance(node, bool)):
-        raise InputError(path, dotted, f"unexpected value {node!r}", _fix(path))
-    return node
+    return io.field(data, dotted, path, _fix(path), types=types)
 
 
 def _bool_column(series: pd.Series) -> np.ndarray:
@@ -229,28 +204,17 @@ def _bool_column(series: pd.Series) -> np.ndarray:
 
 
 def decode_series(text: str, *, prompt: str, base: int, precision: int, digit_sep: str,
-                  value_sep: str) -> np.ndarray:
-    """The numbers in an LLMTime text ('prompt 4|5|6,1|2|3 ... Redshift: z'), as floats.
+                  value_sep: str, int_digits: int = 1, signed: bool = False) -> np.ndarray:
+    """The numbers in an LLMTime text ('prompt 4|5|6,1|2|3 ... Redshift: z'), as floats: the series
+    between the prompt and 'Redshift', read by serialize.decode (ValueError if encode cannot have written it)."""
+    from specllm.serialize import SerializerConfig, decode
 
-    Only the series between the prompt and 'Redshift' is read. Raises ValueError if a value is
-    not a number in `base`.
-    """
     body = text.split(prompt, 1)[1] if prompt and prompt in text else text
     body = body.split("Redshift", 1)[0].strip()
-    tokens = body.split(value_sep) if value_sep.strip() else body.split()
-    values = []
-    for token in tokens:
-        token = token.strip()
-        if digit_sep:
-            token = token.replace(digit_sep, "")
-        token = token.replace(" ", "")
-        if not token:
-            continue
-        sign = -1.0 if token.startswith("-") else 1.0
-        values.append(sign * int(token.lstrip("-"), base) / base ** precision)
-    if not values:
+    if not body:
         raise ValueError("no values found")
-    return np.asarray(values, dtype=float)
+    return decode(body, SerializerConfig(base=base, precision=precision, int_digits=int_digits, digit_sep=digit_sep,
+                                         value_sep=value_sep, signed=signed))
 
 
 def load_inputs(params: Mapping[str, Any], inputs: Inputs) -> dict[str, Any]:
@@ -389,6 +353,8 @@ def load_example(params: Mapping[str, Any], ser: Mapping[str, Any], inputs: Inpu
         "precision": int(params["serialize.precision"]),
         "digit_sep": params["serialize.digit_sep"],
         "value_sep": ser["value_sep"],
+        "int_digits": int(ser["int_digits"]),
+        "signed": bool(ser.get("signed", False)),
     }
     jsonl = inputs.serialized / "train.jsonl"
     if jsonl.is_file():
