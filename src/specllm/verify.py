@@ -47,7 +47,7 @@ from typing import Any
 
 from specllm import artifacts, fingerprint
 from specllm.errors import InputError
-from specllm.io import write_json
+from specllm.io import read_json, write_json
 
 REPORTED_DIR = "paper/reported"
 VALUES = "paper/generated/values.json"
@@ -73,15 +73,6 @@ FAILING = ("MISMATCH", "MISSING", "NEW")
 PASSING = ("identical", "within tolerance")
 # ---------------------------------------------------------------- reading
 
-def _json(path: Path, fix: str) -> Any:
-    if not path.is_file():
-        raise InputError(path, "-", "file not found", fix)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(path, f"line {err.lineno}", f"not valid JSON ({err.msg})", fix) from None
-
-
 def active_profile(root: Path) -> str:
     from ruamel.yaml import YAML
 
@@ -99,7 +90,7 @@ def frozen_path(root: Path, profile: str) -> Path:
 
 
 def load_values(root: Path) -> dict[str, dict[str, Any]]:
-    data = _json(Path(root) / VALUES, "run the pipeline (`dvc repro`) so the report stage writes it")
+    data = read_json(Path(root) / VALUES, "run the pipeline (`dvc repro`) so the report stage writes it", kind=None)
     return {m["name"]: m for m in data.get("macros", [])}
 
 
@@ -564,8 +555,8 @@ def verify(root: Path, *, repro: bool = True, pull: bool = False, only_failures:
     root = Path(root)
     profile = active_profile(root)
     frozen_file = frozen_path(root, profile)
-    frozen = _json(frozen_file, f"freeze the reported values of profile '{profile}' deliberately: "
-                                "`make reproduce PROFILE=... && make freeze`, then commit the file")
+    frozen = read_json(frozen_file, f"freeze the reported values of profile '{profile}' deliberately: "
+                                   "`make reproduce PROFILE=... && make freeze`, then commit the file")
     if frozen.get("profile") != profile:
         raise InputError(frozen_file, "profile", f"'{frozen.get('profile')}', but params.yaml says '{profile}'",
                          "re-freeze it (`make freeze`)")

@@ -20,7 +20,6 @@ compute differ (the paper's data section says how).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -34,6 +33,7 @@ import pandas as pd
 from specllm import claims
 from specllm.claims import finite as _num
 from specllm.errors import InputError
+from specllm.io import read_csv, read_json
 from specllm.report import figures, tables
 from specllm.report.macros import MacroSet, format_value
 
@@ -75,26 +75,11 @@ class AblationInputs:
 # ---------------------------------------------------------------- reading
 
 def _json(path: Path, fix: str) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputError(path, "-", "not found", fix) from None
-    except ValueError as err:
-        raise InputError(path, "-", f"not valid JSON ({err})", fix) from None
-    if not isinstance(data, dict):
-        raise InputError(path, "-", "expected a JSON object", fix)
-    return data
+    return read_json(path, fix)
 
 
 def _csv(path: Path, columns: Sequence[str], fix: str) -> pd.DataFrame:
-    try:
-        df = pd.read_csv(path)
-    except FileNotFoundError:
-        raise InputError(path, "-", "not found", fix) from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(path, ", ".join(missing), "missing column", fix)
-    return df
+    return read_csv(path, fix, columns)
 
 
 
