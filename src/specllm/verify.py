@@ -45,14 +45,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from specllm import artifacts, fingerprint
+from specllm import artifacts, fingerprint, paths
 from specllm.errors import InputError
 from specllm.io import read_json, write_json
 
-REPORTED_DIR = "paper/reported"
-VALUES = "paper/generated/values.json"
-GENERATED = "paper/generated"
-PAPER_TEX = ("paper/main.tex", "paper/sections/*.tex", "paper/generated_provenance/appendix.tex")
+REPORTED_DIR = paths.rel(paths.REPORTED)
+VALUES = paths.rel(paths.VALUES)
+GENERATED = paths.rel(paths.GENERATED)
+PAPER_TEX = (paths.rel(paths.MAIN_TEX), f"{paths.rel(paths.SECTIONS)}/*.tex",
+             paths.rel(paths.GENERATED_PROVENANCE / "appendix.tex"))
 FORMAT = 2  # frozen-file format: 2 = value fingerprints for data files and tables, no tolerance fields
 # Stages that run the language model (float32 matrix products whose rounding depends on the CPU's
 # SIMD kernels and thread count, amplified by training): their floats get the "model" tolerance,
@@ -63,7 +64,7 @@ GPU_STAGE_RE = MODEL_STAGE_RE
 GPU_PROFILES = ("paper",)
 FLOAT_KINDS = ("float", "percent", "sci")
 EXACT_KINDS = ("int",)
-MACHINE_SOURCES = ("results/environment.json",)
+MACHINE_SOURCES = (paths.rel(paths.ENVIRONMENT),)
 # Values that measure the run rather than result from it (throughput, peak memory, wall time, the
 # device): like the cost records, shown when they differ, never a failure, and left out of the
 # bitwise-reproducibility check (tests/test_verify_smoke.py).

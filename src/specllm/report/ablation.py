@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from specllm import claims
+from specllm import claims, paths
 from specllm.claims import finite as _num
 from specllm.errors import InputError
 from specllm.io import read_csv, read_json
@@ -65,11 +65,11 @@ class AblationInputs:
 
     @classmethod
     def under(cls, root: Path) -> AblationInputs:
-        results = Path(root) / "results"
+        results = paths.at(root, paths.RESULTS)
         return cls(ablation=results / "ablation.json", best_predictions=results / "ablation_best_predictions.csv",
-                   per_bin=results / "ablation_per_bin.csv", train_dir=results / "train", demo=results / "demo.json",
-                   reference=Path(root) / "data" / "reference" / "arxiv_2508.10075.json",
-                   retention_dir=results / "retention")
+                   per_bin=results / "ablation_per_bin.csv", train_dir=paths.at(root, paths.TRAIN_RESULTS),
+                   demo=results / "demo.json", reference=paths.at(root, paths.ARXIV_REFERENCE),
+                   retention_dir=paths.at(root, paths.RETENTION))
 
 
 # ---------------------------------------------------------------- reading

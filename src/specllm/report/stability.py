@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from specllm import paths
 from specllm.errors import InputError
 from specllm.io import read_csv, read_json
 from specllm.report import figures, tables
@@ -27,7 +28,7 @@ from specllm.report.macros import MacroSet, escape_latex, format_value
 from specllm.stability.analysis import HIGH_PSS
 from specllm.vocab import CLASSES  # row order of the stability tables
 
-REFERENCE = Path("data/reference/scse.json")
+REFERENCE = Path(paths.rel(paths.SCSE_REFERENCE))  # relative: the paper names it so
 FIX = "run the stability stages (`dvc repro stability_reprobe`)"
 ANSWER_COLOURS = {**figures.CLASS_COLOURS, "": "#999999"}
 CLUSTER_COLOURS = ("#1b6ca8", "#d1495b", "#2a9d3f", "#7b4ea3", "#e39b2d", "#555555", "#8c564b", "#17becf")

@@ -44,15 +44,15 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from specllm import artifacts
+from specllm import artifacts, paths
 from specllm.errors import InputError, run_main
 from specllm.io import atomic_dir, read_json, sha256_file, write_json
 from specllm.report import tables
 from specllm.report.macros import MacroSet, escape_latex, format_value
 
 PARAM_KEYS = ("cost.usd_per_gpu_hour", "provenance.repo_url", "provenance.repo_ref")
-OUT_DIR = "paper/generated_provenance"
-GENERATED = "paper/generated"
+OUT_DIR = paths.rel(paths.GENERATED_PROVENANCE)
+GENERATED = paths.rel(paths.GENERATED)
 
 
 # ---------------------------------------------------------------- reading

@@ -70,7 +70,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from specllm import io
+from specllm import io, paths
 from specllm.errors import InputError, run_main
 from specllm.io import atomic_dir
 from specllm.metrics import OUTLIER_DZ
@@ -146,20 +146,20 @@ class Inputs:
     def under(cls, root: Path) -> Inputs:
         """The standard project layout below `root` (what specllm.paths names)."""
         root = Path(root)
-        results = root / "results"
+        results = paths.at(root, paths.RESULTS)
         return cls(
             root=root,
-            manifest=root / "data" / "raw" / "manifest.json",
-            catalogue=root / "data" / "raw" / "catalogue.csv",
+            manifest=paths.at(root, paths.RAW / "manifest.json"),
+            catalogue=paths.at(root, paths.CATALOGUE),
             data_summary=results / "data_summary.json",
-            prepared=root / "data" / "prepared",
+            prepared=paths.at(root, paths.PREPARED),
             model=results / "model.json",
             serialization=results / "serialization.json",
-            serialized=root / "data" / "serialized",
+            serialized=paths.at(root, paths.SERIALIZED),
             baseline=results / "baseline.json",
             baseline_predictions=results / "baseline_predictions.csv",
             environment=results / "environment.json",
-            stability_sample=results / "stability" / "sample.json",
+            stability_sample=paths.at(root, paths.STABILITY / "sample.json"),
         )
 
     def rel(self, path: Path) -> str:
@@ -830,7 +830,7 @@ def write_report(params: Mapping[str, Any], inputs: Inputs, out_dir: Path,
         if stability is not None:  # adds its macros, so before they are written; a failure leaves out_dir as it was
             from specllm.report.stability import add_stability
 
-            add_stability(macros, stability, tmp, reference=inputs.root / "data" / "reference" / "scse.json")
+            add_stability(macros, stability, tmp, reference=paths.at(inputs.root, paths.SCSE_REFERENCE))
         macros.write(tmp / "macros.tex", tmp / "values.json")
         for name, text in sorted(table_text.items()):
             tables.write(tmp / "tables" / f"{name}.tex", text)

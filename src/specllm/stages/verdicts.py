@@ -19,10 +19,10 @@ from specllm.io import read_json, write_json
 OUT = paths.RESULTS / "verdicts.json"
 INPUTS = {
     "ablation": (paths.RESULTS / "ablation.json", "run `dvc repro select`"),
-    "arxiv": (paths.ROOT / "data" / "reference" / "arxiv_2508.10075.json", "restore it from git"),
+    "arxiv": (paths.ARXIV_REFERENCE, "restore it from git"),
     "analysis": (paths.RESULTS / "stability" / "analysis.json", "run `dvc repro stability_analyze`"),
     "reprobe": (paths.RESULTS / "stability" / "reprobe.json", "run `dvc repro stability_reprobe`"),
-    "scse": (paths.ROOT / "data" / "reference" / "scse.json", "restore it from git"),
+    "scse": (paths.SCSE_REFERENCE, "restore it from git"),
 }
 
 
