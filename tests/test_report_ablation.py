@@ -80,9 +80,9 @@ def test_demo_text_is_safe_latex(tmp_path):
 
 
 @pytest.mark.parametrize("mutate, field", [
-    (lambda i: i.demo.unlink(), "demo.json: -: not found"),
-    (lambda i: (i.train_dir / "rank-4" / "train.json").unlink(), "rank-4/train.json: -: not found"),
-    (lambda i: i.ablation.write_text("{"), "ablation.json: -: not valid JSON"),
+    (lambda i: i.demo.unlink(), "demo.json: -: file not found"),
+    (lambda i: (i.train_dir / "rank-4" / "train.json").unlink(), "rank-4/train.json: -: file not found"),
+    (lambda i: i.ablation.write_text("{"), "ablation.json: line 1: not valid JSON"),
     (lambda i: i.ablation.write_text(json.dumps({**json.loads(i.ablation.read_text()), "best": "nope"})),
      "ablation.json: best: 'nope' is not one of the runs"),
 ])

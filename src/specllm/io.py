@@ -1,5 +1,7 @@
-"""Small file helpers every stage shares: checksums, deterministic JSON, atomic outputs.
+"""Small file helpers every stage shares: checked readers, checksums, deterministic JSON, atomic outputs.
 
+Inputs are read with `read_json` / `read_csv`: a missing file, bad JSON, a missing key or column is an
+InputError naming the file, the field and the fix (the caller says which stage to rerun).
 Outputs are built in a temporary sibling and renamed into place, so a stage that fails half-way
 never leaves a torn output and never clobbers the previous good one.
 """
@@ -11,10 +13,80 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from specllm.errors import InputError, clip
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _check_file(path: Path, fix: str) -> None:
+    if not path.is_file():
+        raise InputError(path, "-", "file not found", fix)
+
+
+def read_json(path: str | Path, fix: str, *, kind: type | None = dict, required: Sequence[str] = ()) -> Any:
+    """The JSON in `path`, checked: InputError (file, field, fix) when the file is missing, is not valid
+    JSON (field: the line), its top level is not a `kind` (None: anything), or a dotted key of
+    `required` ('a.b' for data['a']['b']) is missing. `fix` says how to get a good file."""
+    path = Path(path)
+    _check_file(path, fix)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(path, f"line {err.lineno}", f"not valid JSON ({err.msg})", fix) from None
+    except UnicodeDecodeError as err:
+        raise InputError(path, "-", f"not UTF-8 text ({err.reason} at byte {err.start})", fix) from None
+    if kind is not None and not isinstance(data, kind):
+        raise InputError(path, "-", f"top level is a JSON {type(data).__name__}, expected {_JSON_NAMES.get(kind, kind)}",
+                         fix)
+    for key in required:
+        field(data, key, path, fix)
+    return data
+
+
+_JSON_NAMES = {dict: "an object", list: "an array"}
+
+
+def field(data: Any, dotted: str, path: str | Path, fix: str, *, types: type | tuple = object) -> Any:
+    """data['a']['b'] for 'a.b', or an InputError naming the file and the key (missing, or not of `types`)."""
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise InputError(path, dotted, "key missing", fix)
+        node = node[part]
+    allowed = types if isinstance(types, tuple) else (types,)
+    if types is not object and (not isinstance(node, types) or (isinstance(node, bool) and bool not in allowed)):
+        raise InputError(path, dotted, f"unexpected value {clip(node)} (expected {' or '.join(t.__name__ for t in allowed)})",
+                         fix)
+    return node
+
+
+def read_csv(path: str | Path, fix: str, columns: Sequence[str] = (), *, nonempty: bool = False,
+             **options: Any) -> pd.DataFrame:
+    """pandas.read_csv(path, **options), checked: InputError (file, field, fix) when the file is missing,
+    a column of `columns` is missing (field: the columns), or, with nonempty, it has no rows."""
+    import pandas as pd
+
+    path = Path(path)
+    _check_file(path, fix)
+    try:
+        frame = pd.read_csv(path, **options)
+    except pd.errors.EmptyDataError:
+        raise InputError(path, "-", "empty file (no header line)", fix) from None
+    except pd.errors.ParserError as err:
+        raise InputError(path, "-", f"not a valid CSV table ({str(err).strip()})", fix) from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(path, ", ".join(missing),
+                         f"column missing (found: {', '.join(map(str, frame.columns))})", fix)
+    if nonempty and frame.empty:
+        raise InputError(path, "-", "no rows", fix)
+    return frame
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

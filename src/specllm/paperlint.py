@@ -25,7 +25,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_FILES = ("paper/main.tex", "paper/sections/*.tex")
+from specllm import paths
+
+DEFAULT_FILES = (paths.rel(paths.MAIN_TEX), f"{paths.rel(paths.SECTIONS)}/*.tex")
 # Commands whose (first) braced argument is never text.
 SKIP_ARG_CMDS = ("ref", "eqref", "label", "cite", "citep", "citet", "citealp", "citeauthor", "citeyear",
                  "input", "include", "includegraphics", "href", "url", "nolinkurl", "setcounter", "addtocounter",

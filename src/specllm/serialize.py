@@ -155,7 +155,9 @@ def encode(values: Iterable[float] | np.ndarray, cfg: SerializerConfig) -> Encod
 
 
 def decode(text: str, cfg: SerializerConfig) -> np.ndarray:
-    """Inverse of `encode`: float64 values at the centre of their bins.
+    """Inverse of `encode`: float64 values at the centre of their bins (k / base**precision, one rounding).
+
+The one decoder of the series format (the report's example figure reads its series back with it).
 
     A single trailing value separator is accepted (models often emit one). Anything else that
     `encode` cannot have written raises ValueError naming the value, its character offset and
@@ -186,7 +188,7 @@ def decode(text: str, cfg: SerializerConfig) -> np.ndarray:
             if d not in digit_value:
                 raise ValueError(f"{where}: {token!r} contains {d!r}, which is not a base-{cfg.base} digit")
             k = k * cfg.base + digit_value[d]
-        out[i] = (-k if negative else k) * cfg.bin_width
+        out[i] = (-k if negative else k) / cfg.base ** cfg.precision  # exact integers: correctly rounded
         offset += len(token) + len(cfg.value_sep)
     return out
 

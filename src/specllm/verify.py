@@ -45,14 +45,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from specllm import artifacts, fingerprint
+from specllm import artifacts, fingerprint, paths
 from specllm.errors import InputError
-from specllm.io import write_json
+from specllm.io import read_json, write_json
 
-REPORTED_DIR = "paper/reported"
-VALUES = "paper/generated/values.json"
-GENERATED = "paper/generated"
-PAPER_TEX = ("paper/main.tex", "paper/sections/*.tex", "paper/generated_provenance/appendix.tex")
+REPORTED_DIR = paths.rel(paths.REPORTED)
+VALUES = paths.rel(paths.VALUES)
+GENERATED = paths.rel(paths.GENERATED)
+PAPER_TEX = (paths.rel(paths.MAIN_TEX), f"{paths.rel(paths.SECTIONS)}/*.tex",
+             paths.rel(paths.GENERATED_PROVENANCE / "appendix.tex"))
 FORMAT = 2  # frozen-file format: 2 = value fingerprints for data files and tables, no tolerance fields
 # Stages that run the language model (float32 matrix products whose rounding depends on the CPU's
 # SIMD kernels and thread count, amplified by training): their floats get the "model" tolerance,
@@ -63,7 +64,7 @@ GPU_STAGE_RE = MODEL_STAGE_RE
 GPU_PROFILES = ("paper",)
 FLOAT_KINDS = ("float", "percent", "sci")
 EXACT_KINDS = ("int",)
-MACHINE_SOURCES = ("results/environment.json",)
+MACHINE_SOURCES = (paths.rel(paths.ENVIRONMENT),)
 # Values that measure the run rather than result from it (throughput, peak memory, wall time, the
 # device): like the cost records, shown when they differ, never a failure, and left out of the
 # bitwise-reproducibility check (tests/test_verify_smoke.py).
@@ -72,15 +73,6 @@ MEASURED_KEY_RE = re.compile(r"(tokens_per_s|prompts_per_s|_per_s|peak_mib|peak_
 FAILING = ("MISMATCH", "MISSING", "NEW")
 PASSING = ("identical", "within tolerance")
 # ---------------------------------------------------------------- reading
-
-def _json(path: Path, fix: str) -> Any:
-    if not path.is_file():
-        raise InputError(path, "-", "file not found", fix)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(path, f"line {err.lineno}", f"not valid JSON ({err.msg})", fix) from None
-
 
 def active_profile(root: Path) -> str:
     from ruamel.yaml import YAML
@@ -99,7 +91,7 @@ def frozen_path(root: Path, profile: str) -> Path:
 
 
 def load_values(root: Path) -> dict[str, dict[str, Any]]:
-    data = _json(Path(root) / VALUES, "run the pipeline (`dvc repro`) so the report stage writes it")
+    data = read_json(Path(root) / VALUES, "run the pipeline (`dvc repro`) so the report stage writes it", kind=None)
     return {m["name"]: m for m in data.get("macros", [])}
 
 
@@ -564,8 +556,8 @@ def verify(root: Path, *, repro: bool = True, pull: bool = False, only_failures:
     root = Path(root)
     profile = active_profile(root)
     frozen_file = frozen_path(root, profile)
-    frozen = _json(frozen_file, f"freeze the reported values of profile '{profile}' deliberately: "
-                                "`make reproduce PROFILE=... && make freeze`, then commit the file")
+    frozen = read_json(frozen_file, f"freeze the reported values of profile '{profile}' deliberately: "
+                                   "`make reproduce PROFILE=... && make freeze`, then commit the file")
     if frozen.get("profile") != profile:
         raise InputError(frozen_file, "profile", f"'{frozen.get('profile')}', but params.yaml says '{profile}'",
                          "re-freeze it (`make freeze`)")

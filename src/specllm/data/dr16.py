@@ -47,6 +47,7 @@ import pandas as pd
 import requests
 
 from specllm import paths
+from specllm.data.galaxies import loglam_grid  # noqa: F401  (the one grid; data/raw is built on it)
 from specllm.errors import InputError
 from specllm.io import atomic_dir, sha256_file, write_json
 
@@ -548,12 +549,6 @@ def read_spec_lite(path: str | Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------- resampling
-
-
-def loglam_grid(loglam_min: float, loglam_max: float, step: float) -> np.ndarray:
-    """loglam_min, loglam_min + step, ..., loglam_max (inclusive; the count is rounded, not floored)."""
-    n = int(round((loglam_max - loglam_min) / step)) + 1
-    return loglam_min + step * np.arange(n, dtype=np.float64)
 
 
 def resample_to_grid(loglam: np.ndarray, flux: np.ndarray, ivar: np.ndarray,

@@ -18,8 +18,8 @@ import pandas as pd
 from specllm.evaluate.parse import parse_redshift
 from specllm.metrics import OUTLIER_DZ, redshift_metrics
 from specllm.serialize import read_serialized as read_split  # noqa: F401 - the evaluation stages' reader
+from specllm.vocab import EVAL_SPLITS as SPLITS  # noqa: F401 - the splits the evaluation scores
 
-SPLITS = ("val", "test")
 PRED_COLUMNS = ["split", "gal_id", "z_true", "z_pred", "raw_output", "parsed"]
 METRIC_KEYS = ("mae", "nmad", "outlier_frac", "bias")
 

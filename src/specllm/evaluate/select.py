@@ -25,7 +25,6 @@ Unparsed answers have no error; a comparison uses the galaxies both predictors a
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -37,6 +36,7 @@ import pandas as pd
 
 from specllm.errors import InputError
 from specllm.evaluate.paired import LEVEL, excludes_zero, paired_mean_diff
+from specllm.io import read_csv, read_json
 
 ALIASES = {"lr": ("lr", "learning_rate"), "rank": ("rank", "r", "lora_r", "lora_rank"),
            "epochs": ("epochs", "num_train_epochs", "n_epochs", "epoch")}
@@ -66,10 +66,7 @@ def run_settings(run: str, train_dir: str | Path | None) -> dict[str, Any]:
     """lr, rank and epochs of a run, and where they came from (train.json, name, or none)."""
     file = Path(train_dir) / run / "train.json" if train_dir is not None else None
     if file is not None and file.is_file():
-        try:
-            tree = json.loads(file.read_text())
-        except json.JSONDecodeError as err:
-            raise InputError(file, "-", f"not valid JSON ({err.msg})", f"rerun the training stage for {run}") from None
+        tree = read_json(file, f"rerun the training stage for {run}", kind=None)
         if isinstance(tree, Mapping):
             found = {k: _find(tree, names) for k, names in ALIASES.items()}
             if any(v is not None for v in found.values()):
@@ -98,12 +95,7 @@ def load_eval_results(eval_dir: str | Path, runs: Sequence[str]) -> dict[str, di
         if not file.is_file():
             raise InputError(file, "-", f"no evaluation results of the declared run {run!r}",
                              "run the evaluate stages first (`dvc repro`)")
-        try:
-            summary = json.loads(file.read_text())
-        except json.JSONDecodeError as err:
-            raise InputError(file, "-", f"not valid JSON ({err.msg})", "rerun the evaluate stage for this run") from None
-        if not isinstance(summary, Mapping) or "val" not in summary.get("splits", {}):
-            raise InputError(file, "splits.val", "missing", "rerun the evaluate stage for this run (it scores val and test)")
+        summary = read_json(file, "rerun the evaluate stage for this run (it scores val and test)", required=("splits.val",))
         out[str(summary.get("run", file.stem))] = summary
     return out
 
@@ -112,7 +104,7 @@ def _retention(retention_dir: Path | None, run: str) -> dict[str, Any]:
     file = Path(retention_dir) / f"{run}.json" if retention_dir is not None else None
     if file is None or not file.is_file():
         return {}
-    tree = json.loads(file.read_text())
+    tree = read_json(file, f"rerun the retention stage of run {run}")
     out = {}
     for name, s in tree.get("sets", {}).items():
         r = s["retention"]["acc"]
@@ -163,12 +155,7 @@ def choose_best(rows: list[dict[str, Any]], max_unparsed_frac: float) -> tuple[s
 def abs_errors(eval_dir: str | Path, run: str) -> pd.DataFrame:
     """|z_pred - z_true| per (split, gal_id) from results/eval/<run>_predictions.csv (NaN: unparsed)."""
     file = Path(eval_dir) / f"{run}_predictions.csv"
-    if not file.is_file():
-        raise InputError(file, "-", "per-galaxy predictions not found", f"rerun the evaluate stage for {run}")
-    df = pd.read_csv(file)
-    missing = [c for c in ("split", "gal_id", "z_true", "z_pred") if c not in df.columns]
-    if missing:
-        raise InputError(file, ", ".join(missing), "missing column", f"rerun the evaluate stage for {run}")
+    df = read_csv(file, f"rerun the evaluate stage for {run}", ("split", "gal_id", "z_true", "z_pred"))
     df["err"] = (df["z_pred"].astype(float) - df["z_true"].astype(float)).abs()
     return df.set_index(["split", "gal_id"])[["z_true", "err"]]
 

@@ -20,7 +20,6 @@ compute differ (the paper's data section says how).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -31,9 +30,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from specllm import claims
+from specllm import claims, paths
 from specllm.claims import finite as _num
 from specllm.errors import InputError
+from specllm.io import read_csv, read_json
 from specllm.report import figures, tables
 from specllm.report.macros import MacroSet, format_value
 
@@ -65,36 +65,21 @@ class AblationInputs:
 
     @classmethod
     def under(cls, root: Path) -> AblationInputs:
-        results = Path(root) / "results"
+        results = paths.at(root, paths.RESULTS)
         return cls(ablation=results / "ablation.json", best_predictions=results / "ablation_best_predictions.csv",
-                   per_bin=results / "ablation_per_bin.csv", train_dir=results / "train", demo=results / "demo.json",
-                   reference=Path(root) / "data" / "reference" / "arxiv_2508.10075.json",
-                   retention_dir=results / "retention")
+                   per_bin=results / "ablation_per_bin.csv", train_dir=paths.at(root, paths.TRAIN_RESULTS),
+                   demo=results / "demo.json", reference=paths.at(root, paths.ARXIV_REFERENCE),
+                   retention_dir=paths.at(root, paths.RETENTION))
 
 
 # ---------------------------------------------------------------- reading
 
 def _json(path: Path, fix: str) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputError(path, "-", "not found", fix) from None
-    except ValueError as err:
-        raise InputError(path, "-", f"not valid JSON ({err})", fix) from None
-    if not isinstance(data, dict):
-        raise InputError(path, "-", "expected a JSON object", fix)
-    return data
+    return read_json(path, fix)
 
 
 def _csv(path: Path, columns: Sequence[str], fix: str) -> pd.DataFrame:
-    try:
-        df = pd.read_csv(path)
-    except FileNotFoundError:
-        raise InputError(path, "-", "not found", fix) from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(path, ", ".join(missing), "missing column", fix)
-    return df
+    return read_csv(path, fix, columns)
 
 
 

@@ -23,6 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from specllm.metrics import OUTLIER_DZ  # noqa: E402  (the baseline table's f_out and the figures' outlier lines)
+
 SINGLE = 3.4  # inches, one column of the two-column paper
 DOUBLE = 7.0
 
@@ -49,7 +51,6 @@ RC = {
 CLASS_COLOURS = {"GALAXY": "#1b6ca8", "STAR": "#d1495b", "QSO": "#2a9d3f"}
 SPLIT_COLOURS = {"train": "#1b6ca8", "val": "#e39b2d", "test": "#2a9d3f"}
 METHOD_COLOURS = ("#1b6ca8", "#d1495b", "#2a9d3f", "#7b4ea3", "#e39b2d")
-OUTLIER_LIMIT = 0.15  # |dz|/(1+z) above this is an outlier (the baseline table's f_out)
 
 
 def _style():
@@ -202,7 +203,7 @@ def baseline_predictions(predictions: pd.DataFrame, methods: Mapping[str, str], 
             z_pred = predictions[key].to_numpy(float)
             ax.plot(grid, grid, color="0.2", lw=0.6)
             for s in (1, -1):
-                ax.plot(grid, grid + s * OUTLIER_LIMIT * (1 + grid), color="0.6", lw=0.5, ls="--")
+                ax.plot(grid, grid + s * OUTLIER_DZ * (1 + grid), color="0.6", lw=0.5, ls="--")
             ax.scatter(z_true, z_pred, s=2, color=METHOD_COLOURS[i % len(METHOD_COLOURS)], linewidths=0,
                        alpha=0.7, rasterized=True)
             ax.set_title(label + (" (best)" if key == best else ""))
@@ -217,7 +218,7 @@ def baseline_predictions(predictions: pd.DataFrame, methods: Mapping[str, str], 
 def _outlier_guides(ax, grid) -> None:
     ax.plot(grid, grid, color="0.2", lw=0.6)
     for s in (1, -1):
-        ax.plot(grid, grid + s * OUTLIER_LIMIT * (1 + grid), color="0.6", lw=0.5, ls="--")
+        ax.plot(grid, grid + s * OUTLIER_DZ * (1 + grid), color="0.6", lw=0.5, ls="--")
 
 
 def ablation_predictions(predictions: pd.DataFrame, run: str, stem: Path) -> list[Path]:

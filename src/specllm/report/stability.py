@@ -13,7 +13,6 @@ out_dir/figures/stability_{eigenvalues,hidden_pca,pss,before_after}.pdf|png.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,28 +20,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from specllm import paths
 from specllm.errors import InputError
+from specllm.io import read_csv, read_json
 from specllm.report import figures, tables
 from specllm.report.macros import MacroSet, escape_latex, format_value
 from specllm.stability.analysis import HIGH_PSS
+from specllm.vocab import CLASSES  # row order of the stability tables
 
-CLASSES = ("STAR", "GALAXY", "QSO")
-REFERENCE = Path("data/reference/scse.json")
+REFERENCE = Path(paths.rel(paths.SCSE_REFERENCE))  # relative: the paper names it so
 FIX = "run the stability stages (`dvc repro stability_reprobe`)"
 ANSWER_COLOURS = {**figures.CLASS_COLOURS, "": "#999999"}
 CLUSTER_COLOURS = ("#1b6ca8", "#d1495b", "#2a9d3f", "#7b4ea3", "#e39b2d", "#555555", "#8c564b", "#17becf")
 
 
 def _json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputError(path, "-", "not found", FIX)
-    return json.loads(path.read_text())
+    return read_json(path, FIX)
 
 
 def _csv(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise InputError(path, "-", "not found", FIX)
-    return pd.read_csv(path, dtype={"obj_id": str}, keep_default_na=False)
+    return read_csv(path, FIX, dtype={"obj_id": str}, keep_default_na=False)
 
 
 def _source(fn) -> str:

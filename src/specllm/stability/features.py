@@ -24,9 +24,8 @@ import numpy as np
 import pandas as pd
 
 from specllm.errors import InputError
+from specllm.vocab import BANDS, CLASSES  # noqa: F401  (CLASSES: a label's index is its position)
 
-CLASSES = ("STAR", "GALAXY", "QSO")
-BANDS = ("u", "g", "r", "i", "z")
 COLOURS = (("u", "g"), ("g", "r"), ("r", "i"), ("i", "z"))
 FEATURES = (*BANDS, *(f"{a}-{b}" for a, b in COLOURS), "redshift")
 N_FEATURES = len(FEATURES)

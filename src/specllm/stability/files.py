@@ -1,5 +1,8 @@
 """Where the stability stages read and write, relative to the project root (specllm.paths.ROOT).
 
+The folders and shared inputs are specllm.paths' (paths.STABILITY, ...); the file names inside
+results/stability are listed here, the study's own layout.
+
 Resolved at call time, so tests can point specllm.paths at a temporary project.
 """
 
@@ -12,15 +15,15 @@ def layout(root: Path | None = None) -> dict[str, Path]:
     from specllm import paths
 
     root = Path(root or paths.ROOT)
-    res = root / "results" / "stability"
+    res = paths.at(root, paths.STABILITY)
     return {
         "root": root,
-        "params": root / "params.yaml",
-        "catalogue_embedded": root / "data" / "raw" / "catalogue.csv",
-        "catalogue_sdss17": root / "data" / "external" / "sdss17" / "catalogue.csv",
-        "base_model": root / "models" / "base",
-        "adapter": root / "models" / "stability_dpo",
-        "warmup_adapter": root / "models" / "stability_warmup",
+        "params": paths.at(root, paths.PARAMS),
+        "catalogue_embedded": paths.at(root, paths.CATALOGUE),
+        "catalogue_sdss17": paths.at(root, paths.SDSS17_CATALOGUE),
+        "base_model": paths.at(root, paths.BASE_MODEL),
+        "adapter": paths.at(root, paths.STABILITY_DPO_ADAPTER),
+        "warmup_adapter": paths.at(root, paths.STABILITY_WARMUP_ADAPTER),
         "results": res,
         "objects": res / "objects.csv",          # sampled objects, features, split
         "orders": res / "orders.json",           # the feature orders (same for every object)

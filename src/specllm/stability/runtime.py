@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from specllm import io
 from specllm.errors import InputError
 from specllm.stability import features, prompts
 
@@ -18,19 +18,11 @@ STAGE_FIX = "run the earlier stability stages first (`dvc repro stability_sample
 
 
 def read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    if not Path(path).is_file():
-        raise InputError(path, "-", "not found", STAGE_FIX)
-    frame = pd.read_csv(path, dtype={"obj_id": str})
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InputError(path, ", ".join(missing), "column missing", STAGE_FIX)
-    return frame
+    return io.read_csv(path, STAGE_FIX, columns, dtype={"obj_id": str})
 
 
 def read_orders(path: Path) -> list[tuple[str, tuple[int, ...]]]:
-    if not Path(path).is_file():
-        raise InputError(path, "-", "not found", STAGE_FIX)
-    data = json.loads(Path(path).read_text())
+    data = io.read_json(path, STAGE_FIX, required=("orders",))
     return [(o["name"], tuple(o["perm"])) for o in data["orders"]]
 
 

@@ -32,8 +32,8 @@ from specllm.evaluate.generate import greedy_generate, load_model
 from specllm.evaluate.parse import PATTERN, target_grammar
 from specllm.io import sha256_file, write_json
 
-EVAL_DIR = paths.RESULTS / "eval"
-LORA_DIR = paths.MODELS / "lora"
+EVAL_DIR = paths.EVAL
+LORA_DIR = paths.LORA
 BASE_RUN = "base"
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 

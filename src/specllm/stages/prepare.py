@@ -18,8 +18,8 @@ from spectres import spectres
 from specllm import config, paths
 from specllm.errors import InputError, run_main
 from specllm.io import atomic_dir, write_json
+from specllm.vocab import SPLITS
 
-SPLITS = ("train", "val", "test")
 REQUIRED_COLUMNS = ("gal_id", "z")
 
 

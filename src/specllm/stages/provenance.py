@@ -37,7 +37,6 @@ Determinism and git state (why the commit is only in provenance.json):
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,28 +44,18 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from specllm import artifacts
+from specllm import artifacts, paths
 from specllm.errors import InputError, run_main
-from specllm.io import atomic_dir, sha256_file, write_json
+from specllm.io import atomic_dir, read_json, sha256_file, write_json
 from specllm.report import tables
 from specllm.report.macros import MacroSet, escape_latex, format_value
 
 PARAM_KEYS = ("cost.usd_per_gpu_hour", "provenance.repo_url", "provenance.repo_ref")
-OUT_DIR = "paper/generated_provenance"
-GENERATED = "paper/generated"
+OUT_DIR = paths.rel(paths.GENERATED_PROVENANCE)
+GENERATED = paths.rel(paths.GENERATED)
 
 
 # ---------------------------------------------------------------- reading
-
-def read_json(path: Path, fix: str) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "-", "file not found", fix)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(path, f"line {err.lineno}", f"not valid JSON ({err.msg})", fix) from None
-
 
 def read_lock(root: Path) -> dict[str, dict[str, Any]]:
     """dvc.lock's stages in pipeline order: {stage: {cmd, params {k: v}, deps {path: hash}, outs {path: hash}}}."""

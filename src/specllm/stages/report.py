@@ -70,11 +70,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from specllm import io, paths
 from specllm.errors import InputError, run_main
 from specllm.io import atomic_dir
 from specllm.metrics import OUTLIER_DZ
 from specllm.report import ablation, figures, tables
 from specllm.report.macros import MacroSet, escape_latex, format_value
+from specllm.vocab import SPLITS
 
 # params.yaml keys the report prints (dvc.yaml must list them under the report stage). The other
 # serialize.* settings are taken from results/serialization.json, the serialize stage's own record
@@ -89,7 +91,6 @@ PARAM_KEYS = (
     "train.lr", "train.rank", "train.epochs", "evaluate.constrained",
 )
 SERIALIZE_KEYS = ("int_digits", "value_sep", "prompt", "target_decimals", "context_tokens", "max_context_share")
-SPLITS = ("train", "val", "test")
 # Manifest counts shown in the data table, in selection order (a missing key is skipped).
 CUT_LABELS = (
     ("galaxies_read", "SDSS galaxies read"),
@@ -145,20 +146,20 @@ class Inputs:
     def under(cls, root: Path) -> Inputs:
         """The standard project layout below `root` (what specllm.paths names)."""
         root = Path(root)
-        results = root / "results"
+        results = paths.at(root, paths.RESULTS)
         return cls(
             root=root,
-            manifest=root / "data" / "raw" / "manifest.json",
-            catalogue=root / "data" / "raw" / "catalogue.csv",
+            manifest=paths.at(root, paths.RAW / "manifest.json"),
+            catalogue=paths.at(root, paths.CATALOGUE),
             data_summary=results / "data_summary.json",
-            prepared=root / "data" / "prepared",
+            prepared=paths.at(root, paths.PREPARED),
             model=results / "model.json",
             serialization=results / "serialization.json",
-            serialized=root / "data" / "serialized",
+            serialized=paths.at(root, paths.SERIALIZED),
             baseline=results / "baseline.json",
             baseline_predictions=results / "baseline_predictions.csv",
             environment=results / "environment.json",
-            stability_sample=results / "stability" / "sample.json",
+            stability_sample=paths.at(root, paths.STABILITY / "sample.json"),
         )
 
     def rel(self, path: Path) -> str:
@@ -180,42 +181,16 @@ def _fix(path: Path) -> str:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "-", "file not found", _fix(path))
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(path, f"line {err.lineno}", f"not valid JSON ({err.msg})", _fix(path)) from None
-    if not isinstance(data, dict):
-        raise InputError(path, "-", "top level is not an object", _fix(path))
-    return data
+    return io.read_json(path, _fix(path))
 
 
 def read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "-", "file not found", _fix(path))
-    df = pd.read_csv(path)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(path, ", ".join(missing), f"column missing (found: {', '.join(map(str, df.columns))})",
-                         _fix(path))
-    if df.empty:
-        raise InputError(path, "-", "no rows", _fix(path))
-    return df
+    return io.read_csv(path, _fix(path), columns, nonempty=True)
 
 
 def get(data: Mapping[str, Any], dotted: str, path: Path, *, types: type | tuple = object) -> Any:
     """data['a']['b'] for 'a.b', or an InputError naming the file and the key."""
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            raise InputError(path, dotted, "key missing", _fix(path))
-        node = node[part]
-    if types is not object and (not isinstance(node, types) or isinstance(node, bool)):
-        raise InputError(path, dotted, f"unexpected value {node!r}", _fix(path))
-    return node
+    return io.field(data, dotted, path, _fix(path), types=types)
 
 
 def _bool_column(series: pd.Series) -> np.ndarray:
@@ -229,28 +204,17 @@ def _bool_column(series: pd.Series) -> np.ndarray:
 
 
 def decode_series(text: str, *, prompt: str, base: int, precision: int, digit_sep: str,
-                  value_sep: str) -> np.ndarray:
-    """The numbers in an LLMTime text ('prompt 4|5|6,1|2|3 ... Redshift: z'), as floats.
+                  value_sep: str, int_digits: int = 1, signed: bool = False) -> np.ndarray:
+    """The numbers in an LLMTime text ('prompt 4|5|6,1|2|3 ... Redshift: z'), as floats: the series
+    between the prompt and 'Redshift', read by serialize.decode (ValueError if encode cannot have written it)."""
+    from specllm.serialize import SerializerConfig, decode
 
-    Only the series between the prompt and 'Redshift' is read. Raises ValueError if a value is
-    not a number in `base`.
-    """
     body = text.split(prompt, 1)[1] if prompt and prompt in text else text
     body = body.split("Redshift", 1)[0].strip()
-    tokens = body.split(value_sep) if value_sep.strip() else body.split()
-    values = []
-    for token in tokens:
-        token = token.strip()
-        if digit_sep:
-            token = token.replace(digit_sep, "")
-        token = token.replace(" ", "")
-        if not token:
-            continue
-        sign = -1.0 if token.startswith("-") else 1.0
-        values.append(sign * int(token.lstrip("-"), base) / base ** precision)
-    if not values:
+    if not body:
         raise ValueError("no values found")
-    return np.asarray(values, dtype=float)
+    return decode(body, SerializerConfig(base=base, precision=precision, int_digits=int_digits, digit_sep=digit_sep,
+                                         value_sep=value_sep, signed=signed))
 
 
 def load_inputs(params: Mapping[str, Any], inputs: Inputs) -> dict[str, Any]:
@@ -389,6 +353,8 @@ def load_example(params: Mapping[str, Any], ser: Mapping[str, Any], inputs: Inpu
         "precision": int(params["serialize.precision"]),
         "digit_sep": params["serialize.digit_sep"],
         "value_sep": ser["value_sep"],
+        "int_digits": int(ser["int_digits"]),
+        "signed": bool(ser.get("signed", False)),
     }
     jsonl = inputs.serialized / "train.jsonl"
     if jsonl.is_file():
@@ -864,7 +830,7 @@ def write_report(params: Mapping[str, Any], inputs: Inputs, out_dir: Path,
         if stability is not None:  # adds its macros, so before they are written; a failure leaves out_dir as it was
             from specllm.report.stability import add_stability
 
-            add_stability(macros, stability, tmp, reference=inputs.root / "data" / "reference" / "scse.json")
+            add_stability(macros, stability, tmp, reference=paths.at(inputs.root, paths.SCSE_REFERENCE))
         macros.write(tmp / "macros.tex", tmp / "values.json")
         for name, text in sorted(table_text.items()):
             tables.write(tmp / "tables" / f"{name}.tex", text)

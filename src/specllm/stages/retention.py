@@ -34,7 +34,7 @@ from specllm.evaluate.retention import summarize_set
 from specllm.io import sha256_file, write_json
 from specllm.stages.evaluate import BASE_RUN, LORA_DIR, check_run_name, model_name, resolve_stage
 
-RETENTION_DIR = paths.RESULTS / "retention"
+RETENTION_DIR = paths.RETENTION
 
 
 def settings_from_params(p: Mapping[str, Any]) -> dict[str, Any]:

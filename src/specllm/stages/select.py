@@ -30,9 +30,9 @@ from specllm.errors import InputError, run_main
 from specllm.evaluate.select import ablation, load_eval_results
 from specllm.io import write_json
 
-EVAL_DIR = paths.RESULTS / "eval"
+EVAL_DIR = paths.EVAL
 TRAIN_DIR = paths.RESULTS / "train"
-RETENTION_DIR = paths.RESULTS / "retention"
+RETENTION_DIR = paths.RETENTION
 OUT_JSON = paths.RESULTS / "ablation.json"
 OUT_BEST = paths.RESULTS / "ablation_best_predictions.csv"
 OUT_BINS = paths.RESULTS / "ablation_per_bin.csv"

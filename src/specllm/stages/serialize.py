@@ -22,8 +22,8 @@ from specllm import paths
 from specllm.errors import InputError, run_main
 from specllm.io import atomic_dir, write_json
 from specllm.serialize import SerializerConfig, build_example, check_budget, encode, token_counts
+from specllm.vocab import SPLITS
 
-SPLITS = ("train", "val", "test")
 RESULTS_FILE = paths.RESULTS / "serialization.json"
 PREPARE_FIX = "rerun the prepare stage (`dvc repro prepare`)"
 EXAMPLE_CHARS = 60

@@ -9,38 +9,28 @@ specllm.claims for how the LoRA study's claims are decided.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from specllm import paths
 from specllm.errors import InputError, run_main
-from specllm.io import write_json
+from specllm.io import read_json, write_json
 
 OUT = paths.RESULTS / "verdicts.json"
 INPUTS = {
     "ablation": (paths.RESULTS / "ablation.json", "run `dvc repro select`"),
-    "arxiv": (paths.ROOT / "data" / "reference" / "arxiv_2508.10075.json", "restore it from git"),
+    "arxiv": (paths.ARXIV_REFERENCE, "restore it from git"),
     "analysis": (paths.RESULTS / "stability" / "analysis.json", "run `dvc repro stability_analyze`"),
     "reprobe": (paths.RESULTS / "stability" / "reprobe.json", "run `dvc repro stability_reprobe`"),
-    "scse": (paths.ROOT / "data" / "reference" / "scse.json", "restore it from git"),
+    "scse": (paths.SCSE_REFERENCE, "restore it from git"),
 }
-
-
-def _read(path: Path, fix: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "-", "not found", fix) from None
-    except json.JSONDecodeError as err:
-        raise InputError(path, f"line {err.lineno}", f"not valid JSON ({err.msg})", fix) from None
 
 
 def run(inputs: dict[str, tuple[Path, str]] = INPUTS, out: Path = OUT) -> dict[str, Any]:
     from specllm import verdicts
     from specllm.stability.verdicts import stability_verdicts
 
-    data = {name: _read(path, fix) for name, (path, fix) in inputs.items()}
+    data = {name: read_json(path, fix, kind=None) for name, (path, fix) in inputs.items()}
     try:
         scse = stability_verdicts(data["analysis"], data["reprobe"], data["scse"])
         result = verdicts.build(data["ablation"], data["arxiv"], scse)
