@@ -120,12 +120,27 @@ def test_no_run_beats_the_constant(tmp_path, learned):
                                                                        "lora.best_epochs", "lora.mae"))
     assert "our data differ" in v["lora.mae"]["reason"]
     s = claims.lora_claims(abl, ref)
-    assert "no run reads redshift at this scale" in s["runs_vs_constant"]
+    assert "so no run is shown to read redshift at this scale" in s["runs_vs_constant"]
     assert "no learning rate can be called best" in s["axis_lr"]
     assert "does worse than predicting the training median" in s["constant"]
     summary = verdicts.build(abl, ref, [])["summaries"]["lora"]
-    assert summary.endswith("6 not testable at this scale: no LoRA run reads redshift better than the constant "
+    assert summary.endswith("6 not testable at this scale: no LoRA run is shown to read redshift better than the constant "
                             "training-median predictor")
+
+
+def test_a_test_split_win_after_no_validation_win_is_not_called_reading(learned):
+    # the small profile's case: no run beats the constant on validation (the rule's split), yet the chosen
+    # run's test MAE is below it; the sentence must not say the model reads redshift
+    abl = copy.deepcopy(learned[0])
+    for r in abl["runs"]:
+        if r["run"] != "base":
+            r["vs_constant"]["val"].update(ci_low=-0.004, ci_high=0.001, beats=False)
+    best = next(r for r in abl["runs"] if r["run"] == abl["best"])
+    best["vs_constant"]["test"].update(mean_diff=-0.009, ci_low=-0.013, ci_high=-0.005)
+    s = claims.constant_sentence(abl)
+    assert "it reads redshift" not in s and "the rule does not count this as reading redshift" in s
+    assert "so no run is shown to read redshift" in claims.runs_vs_constant_sentence(abl)
+    assert "it reads redshift from the spectra" in claims.constant_sentence(learned[0])
 
 
 @pytest.mark.parametrize("ci, verdict", [((0.90, 0.99), claims.SUPPORTED), ((0.60, 0.80), claims.CONTRADICTED),
@@ -202,3 +217,15 @@ def test_compare_prints_the_verdicts(tmp_path, learned):
     text = "\n".join(compare.verdict_lines(tmp_path))
     assert "[supported] learning rate 1e-4 is best (at rank 8 and 2 epochs)" in text
     assert "[not testable] epoch count 2 is best" in text and "reason: best and runner-up are indistinguishable" in text
+
+
+def test_a_prior_readout_is_not_compared_with_scse():
+    # answers that vary with the order but do not read the object (accuracy not above the prior-only
+    # classifier): the text must not set that PSS against SCSE's, as the verdicts do not
+    from specllm.report.stability import after_claim, compare_claim
+
+    ci = {"ci_low": 0.137, "ci_high": 0.174}
+    assert compare_claim(ci, 0.0916, True).startswith("above that value")
+    assert compare_claim(ci, 0.0916, True, reads_object=False).startswith("not comparable with that value")
+    g = {"pss_test": {"ci_low": 0.0, "ci_high": 0.044}, "accuracy_test": {"ci_low": 0.0, "ci_high": 0.0}}
+    assert "label prior" in after_claim(g, True, reads_object=False) and "label prior" not in after_claim(g, True)

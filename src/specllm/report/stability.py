@@ -114,7 +114,7 @@ def checks_claim(dec: Mapping[str, Any], checks: Sequence[Mapping[str, Any]]) ->
     return f"{passed} of {len(checks)} quality checks pass (Table~\\ref{{tab:stability-checks}})"
 
 
-def after_claim(g: Mapping[str, Any], testable: bool = True) -> str:
+def after_claim(g: Mapping[str, Any], testable: bool = True, reads_object: bool = True) -> str:
     """What alignment did to PSS and accuracy, decided by the paired intervals of the changes."""
     pt, at = g["pss_test"], g["accuracy_test"]
     if not testable:
@@ -123,7 +123,11 @@ def after_claim(g: Mapping[str, Any], testable: bool = True) -> str:
            "did not change the mean PSS measurably")
     acc = ("lowered accuracy" if at["ci_high"] < 0 else "raised accuracy" if at["ci_low"] > 0 else
            "left accuracy within its interval")
-    return f"{pss} and {acc}"
+    # the same condition as the SCSE verdicts (stability/verdicts.py): answers that do not read the object
+    # make any PSS change a change of the label prior's order sensitivity
+    tail = "" if reads_object else (", changes of a label prior's order sensitivity, since the answers do not "
+                                    "read the object (accuracy not above the prior-only classifier)")
+    return f"{pss} and {acc}{tail}"
 
 
 def k_claim(an: Mapping[str, Any]) -> str:
@@ -153,9 +157,12 @@ def k_sentence(an: Mapping[str, Any]) -> str:
     return head
 
 
-def compare_claim(ci: Mapping[str, Any], ref: float, testable: bool) -> str:
+def compare_claim(ci: Mapping[str, Any], ref: float, testable: bool, reads_object: bool = True) -> str:
     if not testable:
         return "not comparable with that value (our answer is constant)"
+    if not reads_object:  # the verdicts' condition (stability/verdicts.py): a prior's PSS is not SCSE's quantity
+        return ("not comparable with that value: our answers do not read the object (majority-answer accuracy "
+                "not above the prior-only classifier), so our PSS measures a label prior's order sensitivity")
     if ci["ci_high"] < ref:
         return "below that value (our interval lies below it)"
     if ci["ci_low"] > ref:
@@ -297,7 +304,7 @@ def add_stability(macros: MacroSet, results_dir: Path, out_dir: Path, reference:
     add("after.acc_p", g["accuracy_test"]["p_value"], r, "float", 2)
     add("after.n", g["n"], r)
     add("reprobe.prompts_per_s", rep["timing"]["prompts_per_s"], r, "float", 1)
-    add("after.claim", after_claim(g, dec["testable"]), r)
+    add("after.claim", after_claim(g, dec["testable"], dec.get("above_prior", True)), r)
     ci = g["pss_test"]
     significant = ci["ci_high"] < 0 or ci["ci_low"] > 0
     add("after.significance", "the paired interval excludes zero" if significant else "the paired interval includes zero", r)
@@ -308,7 +315,8 @@ def add_stability(macros: MacroSet, results_dir: Path, out_dir: Path, reference:
     add("scse.dpo_after", ref["dpo_pss_after"], reference, "float", 3)
     add("scse.cite", ref["citation"], reference, "latex")
     add("scse.method_cite", ref.get("method_citation", ref["citation"]), reference, "latex")
-    add("scse.compare", compare_claim(iv["mean_pss"], ref["mean_pss"], dec["testable"]), a, "latex")
+    add("scse.compare", compare_claim(iv["mean_pss"], ref["mean_pss"], dec["testable"], dec.get("above_prior", True)), a,
+        "latex")
 
     out = Path(out_dir)
     _tables(an, dpo, cmp, out / "tables")
