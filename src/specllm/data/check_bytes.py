@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     expect = expected_md5(args.expect)
     if not args.no_build:
         from specllm import config
-        from specllm.stages import build_raw
+        from specllm.data import raw as build_raw
 
         t0 = time.perf_counter()
         margins: dict = {}

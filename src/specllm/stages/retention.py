@@ -31,8 +31,8 @@ from specllm.errors import run_main
 from specllm.evaluate import loglik, probes
 from specllm.evaluate.generate import load_model
 from specllm.evaluate.retention import summarize_set
+from specllm.evaluate.run import BASE_RUN, LORA_DIR, check_run_name, model_name, resolve_stage
 from specllm.io import sha256_file, write_json
-from specllm.stages.evaluate import BASE_RUN, LORA_DIR, check_run_name, model_name, resolve_stage
 
 RETENTION_DIR = paths.RESULTS / "retention"
 

@@ -20,8 +20,7 @@ def main() -> None:
     from specllm.io import write_json
     from specllm.stability import analysis, baselines, features
     from specllm.stability.files import layout
-    from specllm.stability.runtime import load_model, probe_set, read_csv, read_orders
-    from specllm.stages.stability_probe import workload
+    from specllm.stability.runtime import load_model, probe_set, read_csv, read_orders, workload
 
     p = config.stage_params("stability_reprobe")
     files = layout()
