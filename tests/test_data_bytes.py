@@ -21,8 +21,8 @@ from conftest import ROOT, VENV, fresh_copy, run_in
 
 from specllm import config
 from specllm.data import catalogue, check_bytes, exact, galaxies, rawcheck
+from specllm.data import raw as build_raw
 from specllm.errors import InputError
-from specllm.stages import build_raw
 
 LIMIT = 300
 PERTURB = 1e-12

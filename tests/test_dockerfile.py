@@ -128,7 +128,7 @@ def test_no_test_or_lint_tools_in_the_cuda_lock_they_are_the_dev_extra(cuda_lock
 
 
 def test_environment_record_pins_torch_from_the_lock_in_use(monkeypatch):
-    from specllm.stages import environment
+    from specllm import envkey as environment
 
     monkeypatch.setenv("SPECLLM_IMAGE", "1")
     lock = environment.active_lock(ROOT)

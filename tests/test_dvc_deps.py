@@ -1,9 +1,14 @@
-"""dvc.yaml's code dependencies cannot miss an import: each stage's `deps:` must cover every module of
-its script's import closure within `specllm` (an ast pass over src/specllm, lazy imports included).
+"""dvc.yaml's code dependencies are exactly the imports: each stage's `deps:` must cover every module of
+its script's import closure within `specllm` (an ast pass over src/specllm, lazy imports included), and
+list nothing under src/ that the closure does not hold: a file it does not import, or a folder with a
+module it does not import (list that folder's imported files instead).
 
 A module missing from a stage's deps means that editing it reruns nothing and the paper keeps numbers
 the current code would not produce (issue 13: train lacked model/load.py, evaluate lacked
-preflight.py, report lacked stability/analysis.py). The test works for any stage, new ones included.
+preflight.py, report lacked stability/analysis.py). A module listed but not imported reruns the stage
+(and everything downstream) for an edit that cannot change its outputs, and hides a stale list (issue
+15: three stability stages kept stages/stability_probe.py after its workload moved). The test works for
+any stage, new ones included.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 STAGE_CMD = re.compile(r"python -m (specllm(?:\.\w+)+)")
-# Not followed: specllm.cost is run bookkeeping that errors.run_main wraps around every stage; it
+# Not followed: specllm.cost is run bookkeeping that runner.run_main wraps around every stage; it
 # writes only results/cost/<stage>.json (wall time, CPU time, peak memory, hardware), which differ on
 # every run and which no result, macro or claim reads. Everything else a stage imports is listed.
 BOOKKEEPING = frozenset({"specllm.cost"})
@@ -119,11 +124,43 @@ def missing_code_deps(stage: dict) -> tuple[str, list[str]]:
     return match.group(1), [f for f in code_files(match.group(1)) if not covered(f, deps)]
 
 
+def closure_files(stage_module: str) -> set[str]:
+    """Every file of the closure, package __init__.py files without code included (listing one is allowed)."""
+    return {module_file(m).relative_to(ROOT).as_posix() for m in closure(stage_module)}
+
+
+def extra_code_deps(stage: dict) -> tuple[str, list[str]]:
+    """The stage's deps under src/ that its script does not import (files, or folders not wholly imported)."""
+    body = stage.get("do", stage)
+    module = STAGE_CMD.search(body["cmd"]).group(1)
+    imported = closure_files(module)
+    extra = []
+    for dep in (str(d) for d in body.get("deps", [])):
+        if not dep.startswith("src/"):
+            continue
+        path = ROOT / dep
+        if path.is_dir():
+            unused = sorted(f.relative_to(ROOT).as_posix() for f in path.rglob("*.py")
+                            if f.relative_to(ROOT).as_posix() not in imported)
+            if unused:
+                extra.append(f"{dep} (not imported: {', '.join(unused)})")
+        elif dep not in imported:
+            extra.append(dep)
+    return module, extra
+
+
+@pytest.mark.parametrize("name", sorted(stages()))
+def test_stage_deps_list_only_imported_code(name):
+    module, extra = extra_code_deps(stages()[name])
+    assert not extra, (f"dvc.yaml stage {name!r} ({module}) depends on code its script does not import: "
+                       f"{'; '.join(extra)}; drop them or list the folder's imported files (python tests/fix_dvc_deps.py does)")
+
+
 @pytest.mark.parametrize("name", sorted(stages()))
 def test_stage_deps_cover_the_import_closure(name):
     module, missing = missing_code_deps(stages()[name])
     assert not missing, (f"dvc.yaml stage {name!r} ({module}) imports code its deps do not list: "
-                         f"{', '.join(missing)}; add them to the stage's deps")
+                         f"{', '.join(missing)}; add them to the stage's deps (python tests/fix_dvc_deps.py does)")
 
 
 def test_closure_follows_from_imports_and_lazy_imports():
@@ -136,6 +173,13 @@ def test_closure_follows_from_imports_and_lazy_imports():
     module, missing = missing_code_deps({"cmd": "python -m specllm.stages.select --x",
                                          "deps": ["src/specllm/stages/select.py"]})
     assert module == "specllm.stages.select" and "src/specllm/evaluate/select.py" in missing
+    # a stage whose deps keep a module it no longer imports, or a folder it imports only part of, fails
+    module, extra = extra_code_deps({"cmd": "python -m specllm.stages.select",
+                                     "deps": ["src/specllm/stages/select.py", "src/specllm/evaluate/select.py",
+                                              "src/specllm/stages/stability_probe.py", "src/specllm/stability",
+                                              "src/specllm/__init__.py", "data/prepared"]})
+    assert extra[0] == "src/specllm/stages/stability_probe.py" and len(extra) == 2
+    assert extra[1].startswith("src/specllm/stability (not imported: ") and "stability/dpo.py" in extra[1]
 
 
 @pytest.mark.parametrize("name", sorted(stages()))

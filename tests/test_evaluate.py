@@ -219,8 +219,8 @@ def test_empty_or_missing_split_is_an_input_error(tmp_path):
 
 
 def test_evaluate_run_writes_json_and_predictions(tiny_dir, adapter_dir, tmp_path):
+    from specllm.evaluate.run import evaluate_run, write_outputs
     from specllm.model.load import load_base
-    from specllm.stages.evaluate import evaluate_run, write_outputs
 
     _, tok = load_base(tiny_dir)
     serialized = write_serialized(tmp_path / "serialized", tok)
@@ -385,7 +385,7 @@ def test_demo_chat_has_both_turns(tiny_dir, adapter_dir):
 
 
 def test_params_come_from_the_stage_that_mirrors_the_training_run(tmp_path):
-    from specllm.stages.evaluate import check_run_name, resolve_stage
+    from specllm.evaluate.run import check_run_name, resolve_stage
 
     dvc_yaml = tmp_path / "dvc.yaml"
     dvc_yaml.write_text(json.dumps({"stages": {s: {"cmd": "x"} for s in

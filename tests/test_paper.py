@@ -181,7 +181,7 @@ def test_log_errors_picks_file_line_errors():
 def test_failed_stage_under_dvc_says_how_to_restore(tmp_path, monkeypatch, capsys):
     """`dvc repro` removes a stage's outputs before running it; on main a LaTeX error still printed
     "the previous main.pdf (if any) is unchanged". The message now says what is true."""
-    from specllm import errors, paths
+    from specllm import errors, paths, runner
 
     def fail(*args, **kwargs):
         raise paper.LatexError("LaTeX failed on main.tex")
@@ -191,7 +191,7 @@ def test_failed_stage_under_dvc_says_how_to_restore(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(paths, "PDF", tmp_path / "paper" / "main.pdf")  # DVC removed it before the run
     monkeypatch.setenv("DVC_STAGE", "paper")
     with pytest.raises(SystemExit) as exit_:
-        errors.run_main(paper.main)
+        runner.run_main(paper.main)
     assert exit_.value.code == 1
     err = capsys.readouterr().err
     assert "unchanged" not in err and "`dvc checkout paper` restores the last good ones" in err
@@ -200,6 +200,6 @@ def test_failed_stage_under_dvc_says_how_to_restore(tmp_path, monkeypatch, capsy
     paths.PDF.parent.mkdir()
     paths.PDF.write_bytes(b"%PDF previous build")
     with pytest.raises(SystemExit):
-        errors.run_main(paper.main)
+        runner.run_main(paper.main)
     err = capsys.readouterr().err
     assert "the previous main.pdf is unchanged" in err and "dvc checkout" not in err

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from specllm.data import prepare as stage
 from specllm.errors import InputError
-from specllm.stages import prepare as stage
 
 
 @pytest.fixture

@@ -16,7 +16,9 @@ import pytest
 
 from specllm import config
 from specllm.data import catalogue, galaxies, quasars, real_spectra, stars
-from specllm.errors import InputError, run_main
+from specllm.data import raw as rawlib
+from specllm.errors import InputError
+from specllm.runner import run_main
 from specllm.stages import build_raw
 
 LIMIT = 300
@@ -38,7 +40,7 @@ def params():
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, params):
     out = tmp_path_factory.mktemp("raw") / "raw"
-    manifest = build_raw.build(out, params, limit=LIMIT, progress=False)
+    manifest = rawlib.build(out, params, limit=LIMIT, progress=False)
     return out, manifest
 
 
@@ -171,13 +173,13 @@ def test_noise_level_and_model(built, params):
 
 def test_byte_identical_rebuild(built, params, tmp_path):
     again = tmp_path / "raw"
-    build_raw.build(again, params, limit=LIMIT, progress=False)
+    rawlib.build(again, params, limit=LIMIT, progress=False)
     assert _sha(again) == _sha(built[0])
 
 
 def test_limited_build_is_a_prefix(built, params, tmp_path):
     small = tmp_path / "raw"
-    build_raw.build(small, params, limit=40, progress=False)
+    rawlib.build(small, params, limit=40, progress=False)
     np.testing.assert_array_equal(np.load(small / "spectra_flux.npy"), np.load(built[0] / "spectra_flux.npy")[:40])
     big_lines = (built[0] / "galaxies.csv").read_text().splitlines()
     assert (small / "galaxies.csv").read_text().splitlines() == big_lines[:41]
@@ -342,9 +344,9 @@ def test_failed_build_leaves_existing_output_untouched(tmp_path, truncated_fits,
         (folder / "galaxies.csv").write_text("partial")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(build_raw, "write_outputs", half_write)
+    monkeypatch.setattr(rawlib, "write_outputs", half_write)
     with pytest.raises(RuntimeError, match="disk full"):
-        build_raw.build(out, params, limit=5, progress=False)
+        rawlib.build(out, params, limit=5, progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["sentinel.txt"]
     assert (out / "sentinel.txt").read_text() == "previous build"
     assert [p.name for p in tmp_path.iterdir()] == ["raw"]  # no hidden temporary folder left behind

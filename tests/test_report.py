@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from specllm.envkey import collect_environment, pinned_dependencies
 from specllm.errors import InputError
 from specllm.report import macros as mac
 from specllm.report import tables
 from specllm.stages import report
-from specllm.stages.environment import collect_environment, pinned_dependencies
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Galaxy spectrum is rescaled and encoded to an input series:"

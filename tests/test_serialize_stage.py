@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from specllm.errors import InputError
+from specllm.model import serialized as stage
 from specllm.serialize import BUDGET_FIX, SerializerConfig, decode
-from specllm.stages import serialize as stage
 
 N_POINTS = 16
 SIZES = {"train": 12, "val": 4, "test": 5}

@@ -136,7 +136,7 @@ def data_files(art: Artifact, root: Path, generated: str = "paper/generated") ->
 # Keys of a JSON data file that measure the run (throughput, time, memory, device), not its result:
 # e.g. results/stability/reprobe.json's "timing" block. Left out of its digest, as verify leaves
 # measured macros out of the comparison.
-MEASURED_JSON_KEY = re.compile(r"^(timing|seconds|wall_s|s_per_step|peak_memory_bytes|device)$|_per_s$")
+MEASURED_JSON_KEY = re.compile(r"^(timing|seconds|wall_s|s_per_step|peak_memory_bytes|peak_memory_kind|device)$|_per_s$")
 
 
 def _drop_measurements(data):

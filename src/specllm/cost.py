@@ -1,6 +1,6 @@
 """What each DVC stage run cost: wall time, CPU time, peak memory, GPU memory and the hardware.
 
-errors.run_main (every stage's entry point) wraps the stage in `record()`. When the process runs
+runner.run_main (every stage's entry point) wraps the stage in `record()`. When the process runs
 under DVC (DVC sets $DVC_STAGE to the stage's address, e.g. `train_lr@1e-05`), it writes
 `results/cost/<address>.json` below the working directory after the stage finished successfully.
 The working directory, not $DVC_ROOT: DVC runs every command in its stage's folder (the project
@@ -24,7 +24,7 @@ Record schema (JSON, sorted keys):
     stage        DVC address ("train_lr@1e-05")
     wall_s       wall-clock seconds of main()
     cpu_s        user + system CPU seconds of the process and its waited-for children
-    peak_rss_mib peak resident memory of the process (VmHWM; children: the largest child, listed apart)
+    peak_rss_mib peak resident memory of the process (specllm.machine.peak_rss_bytes: VmHWM; children: the largest child, listed apart)
     peak_rss_children_mib
     cuda_max_allocated_mib  torch.cuda.max_memory_allocated summed over devices (null: no CUDA used)
     gpus         names of the CUDA devices the process used ([] on CPU)
@@ -45,6 +45,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from specllm import machine
+
 COST_DIR = "results/cost"
 FINAL_COST_DIR = "results/cost_final"
 # Stages downstream of `provenance` (which reads results/cost/): their records go to FINAL_COST_DIR.
@@ -60,20 +62,6 @@ def record_path(stage: str, root: str | Path) -> Path:
 
 def _mib(kib: int) -> float:
     return round(kib / 1024.0, 1)  # Linux reports ru_maxrss in KiB
-
-
-def peak_rss_kib() -> int:
-    """This process's peak resident memory in KiB: VmHWM from /proc/self/status on Linux.
-
-    Not ru_maxrss: it survives fork and execve, so a stage started by DVC (fork + exec) would report
-    at least DVC's own size (specllm.bench.common.peak_rss_bytes makes the same choice)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def _cuda() -> tuple[float | None, list[str]]:
@@ -94,9 +82,7 @@ def _cuda() -> tuple[float | None, list[str]]:
 
 
 def hardware() -> dict[str, Any]:
-    from specllm.stages.environment import cpu_info
-
-    cpu = cpu_info()
+    cpu = machine.cpu_info()
     torch = sys.modules.get("torch")
     return {"cpu": cpu["model"], "usable_cores": cpu["usable_cores"],
             "torch_threads": torch.get_num_threads() if torch is not None else None}
@@ -111,7 +97,7 @@ def measure(stage: str, wall_s: float, cpu0: tuple[float, float], world_size: in
         "stage": stage,
         "wall_s": round(wall_s, 3),
         "cpu_s": round(cpu_s, 3),
-        "peak_rss_mib": _mib(peak_rss_kib()),
+        "peak_rss_mib": round(machine.peak_rss_bytes() / 2**20, 1),
         "peak_rss_children_mib": _mib(kids.ru_maxrss),
         "cuda_max_allocated_mib": cuda_mib,
         "gpus": gpus,

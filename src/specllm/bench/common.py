@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -85,21 +84,6 @@ def raw_dir() -> Path | None:
     return raw if (raw / "manifest.json").is_file() else None
 
 
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory: VmHWM from /proc/self/status on Linux, else getrusage's ru_maxrss.
-
-    Not ru_maxrss on Linux: it survives fork and execve, so a subprocess started by a parent that held a
-    model would report at least the parent's size. VmHWM belongs to the address space execve creates."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    scale = 1 if sys.platform == "darwin" else 1024  # KiB on Linux
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
-
-
 def spectra_records(tokenizer, n: int, n_points: int = 48, cfg=None) -> list[dict[str, Any]]:
     """n training records (prompt, target) from the first n galaxies of data/raw, prepared as the prepare
     and serialize stages do (linear grid, rescaling, LLMTime text); synthetic spectra of the same form
@@ -117,7 +101,7 @@ def spectra_records(tokenizer, n: int, n_points: int = 48, cfg=None) -> list[dic
             + rng.normal(0, 0.05, (n, n_points))
         gal_ids, zs = np.arange(n) + 1000, rng.uniform(0.01, 0.5, n)
     else:
-        from specllm.stages.prepare import linear_grid, load_source, resample, rescale
+        from specllm.data.prepare import linear_grid, load_source, resample, rescale
 
         frame, loglam, flux, ivar = load_source(raw)
         wave = linear_grid(3850.0, 9150.0, n_points)

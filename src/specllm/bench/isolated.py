@@ -8,7 +8,7 @@ import resource
 import sys
 from pathlib import Path
 
-from specllm.bench.common import peak_rss_bytes
+from specllm.machine import peak_rss_bytes
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
     result["peak_rss_bytes"] = peak_rss_bytes()
     # On a GPU the memory that matters is the device's: the most torch's allocator held at once.
     result["cuda_peak_bytes"] = int(torch.cuda.max_memory_allocated()) if cuda else None
-    result["ru_maxrss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # inherits the parent's, see common
+    result["ru_maxrss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # inherits the parent's, see specllm.machine
     result["baseline_rss_bytes"] = baseline  # after importing torch, before any model
     out.write_text(json.dumps(result))
 

@@ -7,7 +7,7 @@ than a constant (the training median), so the small profile is sized on evidence
 
 A run is VARIANT:N_TRAIN:LR:RANK:EPOCHS:BATCH. Each run trains one adapter with the project's own
 loop (specllm.train.loop.train) on the first N_TRAIN training spectra of the variant, answers the
-validation spectra with the project's constrained decoding (specllm.stages.evaluate.evaluate_run), and
+validation spectra with the project's constrained decoding (specllm.evaluate.run.evaluate_run), and
 compares its absolute errors with those of the constant predictor (median of the same N_TRAIN
 redshifts) on the same galaxies: MAE of both, and a paired bootstrap 95% interval of the MAE
 difference (run minus constant; below zero = the run reads redshift). Results are printed as they come
@@ -38,8 +38,8 @@ VARIANTS = {  # name: (n_points, digit_sep)
 def prepare_variants(out: Path, source: Path, model_dir: Path, n_train: int, n_val: int, n_test: int, seed: int,
                      variants: list[str]) -> None:
     from specllm import config, paths
-    from specllm.stages.prepare import prepare
-    from specllm.stages.serialize import config_from_params, serialize_splits
+    from specllm.data.prepare import prepare
+    from specllm.model.serialized import config_from_params, serialize_splits
 
     base = dict(config.load(paths.PARAMS))
     for name in variants:
@@ -59,8 +59,8 @@ def parse_run(spec: str) -> dict:
 
 
 def run_one(run: dict, data: Path, model_dir: Path, out: Path, seed: int, n_val: int | None) -> dict:
+    from specllm.evaluate.run import evaluate_run
     from specllm.serialize import read_serialized
-    from specllm.stages.evaluate import evaluate_run
     from specllm.train.loop import train
     from specllm.train.settings import TrainSettings
 

@@ -23,7 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-from specllm.errors import InputError, run_main
+from specllm.errors import InputError
+
+from specllm.runner import run_main
 
 
 def file_md5(path: Path) -> str:
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     expect = expected_md5(args.expect)
     if not args.no_build:
         from specllm import config
-        from specllm.stages import build_raw
+        from specllm.data import raw as build_raw
 
         t0 = time.perf_counter()
         margins: dict = {}

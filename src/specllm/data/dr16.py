@@ -8,7 +8,7 @@ fetch-dr16 [--n N] [--bins K] [--out CACHE]` runs them on a machine with network
    < i_max, the first ``pool`` rows by specObjID. The answer is kept verbatim; a rerun with the
    same SQL reuses it without asking the server.
 2. ``sample.csv``: N galaxies drawn (seeded) from K equal-frequency redshift bins of the pool
-   (bin edges = numpy quantiles of z), N // K per bin (the first N % K bins take one more).
+   (specllm.data.binning: edges = numpy quantiles of z), N // K per bin (the first N % K bins take one more).
 3. ``spectra/spec-PPPP-MMMMM-FFFF.fits``: the spec-lite files from the SAS, with
    ``spectra/manifest.json`` recording the sha256 of every file at its first download. Downloads
    are rate-limited (a minimum interval between requests), retried with exponential backoff on
@@ -47,6 +47,7 @@ import pandas as pd
 import requests
 
 from specllm import paths
+from specllm.data.binning import assign_bins, equal_frequency_edges
 from specllm.data.galaxies import loglam_grid  # noqa: F401  (the one grid; data/raw is built on it)
 from specllm.errors import InputError
 from specllm.io import atomic_dir, sha256_file, write_json
@@ -145,17 +146,6 @@ def parse_skyserver_csv(text: str, source: str | Path = "SkyServer") -> pd.DataF
 
 
 # ------------------------------------------------------------------------------------ sampling
-
-
-def equal_frequency_edges(z: np.ndarray, n_bins: int) -> np.ndarray:
-    """K+1 bin edges at the 0, 1/K, ..., 1 quantiles of z."""
-    return np.quantile(np.asarray(z, dtype=np.float64), np.linspace(0.0, 1.0, int(n_bins) + 1))
-
-
-def assign_bins(z: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Bin index 0..K-1 of every z (left-closed bins; the top edge belongs to the last bin)."""
-    k = len(edges) - 1
-    return np.clip(np.searchsorted(edges, np.asarray(z, dtype=np.float64), side="right") - 1, 0, k - 1)
 
 
 def select_equal_frequency(pool: pd.DataFrame, n: int, n_bins: int, seed: int,

@@ -8,5 +8,6 @@
 - `loglik`: option log-likelihood scoring as lm-evaluation-harness does it.
 - `retention`: adapted/base accuracy with a paired bootstrap CI.
 - `select`: the ablation table and the best run, chosen on the validation split only.
+- `run`: one evaluation run (the evaluate stages' library): decode val and test, score, write.
 - `demo`: one galaxy's redshift and a natural-language follow-up in one chat session.
 """

@@ -210,6 +210,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from specllm.errors import run_main
+    from specllm.runner import run_main
 
     run_main(main)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from specllm.data.binning import equal_frequency_bins
 from specllm.evaluate.parse import parse_redshift
 from specllm.metrics import OUTLIER_DZ, redshift_metrics
 from specllm.serialize import read_serialized as read_split  # noqa: F401 - the evaluation stages' reader
@@ -65,8 +66,7 @@ def assign_bins(df: pd.DataFrame, meta: pd.DataFrame | None, n_bins: int = 10) -
             return bins.astype(int).rename("z_bin")
     z = df["z_true"].to_numpy(float)
     k = max(1, min(n_bins, len(np.unique(z))))
-    edges = np.quantile(z, np.linspace(0, 1, k + 1))
-    return pd.Series(np.clip(np.searchsorted(edges, z, side="right") - 1, 0, k - 1), index=df.index, name="z_bin")
+    return pd.Series(equal_frequency_bins(z, k)[1], index=df.index, name="z_bin")
 
 
 def per_bin(df: pd.DataFrame, bins: pd.Series) -> list[dict[str, Any]]:

@@ -140,16 +140,6 @@ def adapter_bytes(model) -> int:
     return int(sum(p.numel() * p.element_size() for n, p in model.named_parameters() if "lora_" in n))
 
 
-def peak_memory(device) -> tuple[int, str]:
-    import resource
-    import sys
-
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device)), "torch.cuda.max_memory_allocated"
-    scale = 1 if sys.platform == "darwin" else 1024
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale, "peak RSS (getrusage)"
-
-
 def seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -1,4 +1,5 @@
-"""What the model stages of the study share: loading the model, building every prompt, probing a set."""
+"""What the model stages of the study share: loading the model, building every prompt, probing a set,
+the preflight's memory workload."""
 
 from __future__ import annotations
 
@@ -103,3 +104,17 @@ def probe_set(model, tokenizer, objects: pd.DataFrame, orders, *, decimals: int,
               "label_first_tokens": {lab: int(t) for lab, t in zip(features.CLASSES, label_ids)},
               "thinking_switch": prompts.has_thinking_switch(tokenizer), "batch_size": batch_size}
     return rows, hidden, timing, recs
+
+
+def workload(kind: str, batch: int, rank: int = 0, targets=()):
+    """The preflight's memory workload of a stability stage (probe, warm-up, DPO, re-probe); prompts are
+    about 150-400 tokens, 512 bounds them."""
+    from specllm import paths, preflight
+
+    params = preflight.load_params(None, paths.PARAMS)
+    shape = preflight.model_shape(params, paths.ROOT)
+    if shape is None:
+        return None
+    lora = shape.lora_params(rank, targets) if rank else 0
+    return preflight.Workload(kind, shape.n_params, shape.hidden, shape.layers, shape.vocab, lora, batch, 512,
+                              gradient_checkpointing=False)

@@ -22,7 +22,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from specllm import config, paths
-from specllm.errors import InputError, run_main
+from specllm.errors import InputError
+from specllm.runner import run_main
 from specllm.io import write_json
 from specllm.metrics import redshift_metrics
 

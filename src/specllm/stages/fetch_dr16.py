@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from specllm import config, paths
-from specllm.errors import run_main
+from specllm.runner import run_main
 from specllm.io import atomic_dir, write_json
 
 

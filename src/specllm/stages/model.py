@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from specllm import paths
-from specllm.errors import InputError, run_main
+from specllm.errors import InputError
+from specllm.runner import run_main
 from specllm.io import atomic_dir, write_json
 from specllm.model.load import PROVENANCE, model_identity
 

@@ -22,7 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from specllm.errors import InputError, run_main
+from specllm.errors import InputError
+
+from specllm.runner import run_main
 
 # 2025-01-01 00:00:00 UTC (the Makefile exports the same value). Fixed so that \today, the PDF's
 # dates and font timestamps never follow the clock; change it only on purpose (it changes the PDF).
@@ -118,7 +120,7 @@ def main() -> None:
     except LatexError as err:
         print(f"error: {err}", file=sys.stderr)
         # True only when a previous PDF is still there: `dvc repro` removes it before the run
-        # (errors.run_main then says how to restore it: `dvc checkout paper`).
+        # (runner.run_main then says how to restore it: `dvc checkout paper`).
         if paths.PDF.is_file():
             print(f"  the previous {paths.PDF.name} is unchanged", file=sys.stderr)
         elif not os.environ.get("DVC_STAGE"):

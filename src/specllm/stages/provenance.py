@@ -45,7 +45,8 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from specllm import artifacts, paths
-from specllm.errors import InputError, run_main
+from specllm.errors import InputError
+from specllm.runner import run_main
 from specllm.io import atomic_dir, read_json, sha256_file, write_json
 from specllm.report import tables
 from specllm.report.macros import MacroSet, escape_latex, format_value

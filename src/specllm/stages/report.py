@@ -71,7 +71,8 @@ import numpy as np
 import pandas as pd
 
 from specllm import io, paths
-from specllm.errors import InputError, run_main
+from specllm.errors import InputError
+from specllm.runner import run_main
 from specllm.io import atomic_dir
 from specllm.metrics import OUTLIER_DZ
 from specllm.report import ablation, figures, tables

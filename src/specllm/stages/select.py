@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from specllm import paths
-from specllm.errors import InputError, run_main
+from specllm.errors import InputError
+from specllm.runner import run_main
 from specllm.evaluate.select import ablation, load_eval_results
 from specllm.io import write_json
 

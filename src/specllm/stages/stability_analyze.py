@@ -14,7 +14,9 @@ follow, example objects for the figures).
 
 from __future__ import annotations
 
-from specllm.errors import InputError, run_main
+from specllm.errors import InputError
+
+from specllm.runner import run_main
 
 
 def main() -> None:

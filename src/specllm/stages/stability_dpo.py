@@ -16,7 +16,7 @@ from __future__ import annotations
 import warnings
 from types import SimpleNamespace
 
-from specllm.errors import run_main
+from specllm.runner import run_main
 
 
 def main() -> None:
@@ -25,10 +25,10 @@ def main() -> None:
     from specllm import config, preflight
     from specllm.evaluate.generate import pad_id
     from specllm.io import atomic_dir, write_json
+    from specllm.machine import peak_memory, peak_rss_bytes
     from specllm.stability import dpo, features, pairs, prompts
     from specllm.stability.files import layout
-    from specllm.stability.runtime import build_prompts, load_model, read_csv, read_orders
-    from specllm.stages.stability_probe import workload
+    from specllm.stability.runtime import build_prompts, load_model, read_csv, read_orders, workload
     from specllm.train.lora import count_parameters, make_lora_model
 
     p = config.stage_params("stability_dpo")
@@ -43,7 +43,7 @@ def main() -> None:
     pair_rows, counts = pairs.make_pairs(items, p["stability.pair_orders"], p["seed"])
     targets = list(p["dpo.target_modules"])
     preflight.require("dpo", workload("dpo", p["dpo.batch_size"], p["dpo.rank"], targets), root=files["root"])
-    rss_before = dpo.peak_memory(__import__("torch").device("cpu"))[0]
+    rss_before = peak_rss_bytes()
     model, tokenizer, device = load_model(files["base_model"], files["warmup_adapter"])
     size = dpo.model_bytes(model)
     recs = {}
@@ -63,7 +63,7 @@ def main() -> None:
                            pad=pad_id(tokenizer), beta=p["dpo.beta"], lr=p["dpo.lr"], epochs=p["dpo.epochs"],
                            batch_size=p["dpo.batch_size"], seed=p["seed"]) if pair_rows else \
         {"history": [], "seconds": 0.0, "n_pairs": 0}
-    peak, how = dpo.peak_memory(device)
+    peak, how = peak_memory(device)
     with atomic_dir(files["adapter"]) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         model.save_pretrained(tmp)

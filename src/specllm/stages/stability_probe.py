@@ -13,20 +13,7 @@ probe.json (throughput, tied and unparseable counts, free-text agreement, label 
 
 from __future__ import annotations
 
-from specllm.errors import run_main
-
-
-def workload(kind: str, batch: int, rank: int = 0, targets=()):
-    """The preflight's memory workload for this stage (prompts are about 150-400 tokens; 512 bounds them)."""
-    from specllm import paths, preflight
-
-    params = preflight.load_params(None, paths.PARAMS)
-    shape = preflight.model_shape(params, paths.ROOT)
-    if shape is None:
-        return None
-    lora = shape.lora_params(rank, targets) if rank else 0
-    return preflight.Workload(kind, shape.n_params, shape.hidden, shape.layers, shape.vocab, lora, batch, 512,
-                              gradient_checkpointing=False)
+from specllm.runner import run_main
 
 
 def main() -> None:
@@ -38,7 +25,7 @@ def main() -> None:
     from specllm.stability import features
     from specllm.stability.files import layout
     from specllm.stability.probe import agreement, decode_answers, parse_answer
-    from specllm.stability.runtime import load_model, probe_set, read_csv, read_orders
+    from specllm.stability.runtime import load_model, probe_set, read_csv, read_orders, workload
 
     p = config.stage_params("stability_probe")
     files = layout()

@@ -12,7 +12,9 @@ whether they are constant; throughput).
 
 from __future__ import annotations
 
-from specllm.errors import InputError, run_main
+from specllm.errors import InputError
+
+from specllm.runner import run_main
 
 
 def main() -> None:
@@ -20,8 +22,7 @@ def main() -> None:
     from specllm.io import write_json
     from specllm.stability import analysis, baselines, features
     from specllm.stability.files import layout
-    from specllm.stability.runtime import load_model, probe_set, read_csv, read_orders
-    from specllm.stages.stability_probe import workload
+    from specllm.stability.runtime import load_model, probe_set, read_csv, read_orders, workload
 
     p = config.stage_params("stability_reprobe")
     files = layout()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import warnings
 from types import SimpleNamespace
 
-from specllm.errors import run_main
+from specllm.runner import run_main
 
 
 def main() -> None:
@@ -30,8 +30,7 @@ def main() -> None:
     from specllm.stability import features, prompts, warmup
     from specllm.stability.files import layout
     from specllm.stability.probe import probe
-    from specllm.stability.runtime import build_prompts, load_model, read_csv, read_orders
-    from specllm.stages.stability_probe import workload
+    from specllm.stability.runtime import build_prompts, load_model, read_csv, read_orders, workload
     from specllm.train.lora import count_parameters, make_lora_model
 
     p = config.stage_params("stability_warmup")

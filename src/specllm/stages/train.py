@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 
 from specllm import paths
-from specllm.errors import run_main
+from specllm.runner import run_main
 
 OVERRIDES = ("lr", "rank", "epochs")
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from specllm import paths
-from specllm.errors import InputError, run_main
+from specllm.errors import InputError
+from specllm.runner import run_main
 from specllm.io import read_json, write_json
 
 OUT = paths.RESULTS / "verdicts.json"

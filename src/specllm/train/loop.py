@@ -27,7 +27,6 @@ import inspect
 import io
 import math
 import os
-import resource
 import shutil
 import sys
 import time
@@ -37,6 +36,7 @@ from typing import Any
 
 from specllm.errors import InputError
 from specllm.io import sha256_file, write_json, write_text
+from specllm.machine import peak_memory
 from specllm.serialize import read_serialized
 from specllm.train import checkpoint as ckpt
 from specllm.train.data import (
@@ -102,15 +102,6 @@ def _model_fingerprint(model_dir: Path) -> str:
             size = int.from_bytes(fh.read(8), "little")
             h.update(f.name.encode() + str(f.stat().st_size).encode() + fh.read(min(size, 1 << 24)))
     return h.hexdigest()
-
-
-def _peak_memory(device) -> tuple[int, str]:
-    import torch
-
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device)), "torch.cuda.max_memory_allocated"
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in KiB on Linux, bytes on macOS
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale, "peak RSS (getrusage)"
 
 
 def _loss_csv(rows: list[list[Any]]) -> str:
@@ -280,7 +271,7 @@ def train(settings: TrainSettings, model_dir: str | Path, train_file: str | Path
                 break
         bar.close()
         loop_s = time.perf_counter() - loop_start
-        peak, peak_kind = _peak_memory(device)
+        peak, peak_kind = peak_memory(device)
         if world > 1:
             t = torch.tensor([peak], dtype=torch.float64, device=device)
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
