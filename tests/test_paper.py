@@ -181,7 +181,7 @@ def test_log_errors_picks_file_line_errors():
 def test_failed_stage_under_dvc_says_how_to_restore(tmp_path, monkeypatch, capsys):
     """`dvc repro` removes a stage's outputs before running it; on main a LaTeX error still printed
     "the previous main.pdf (if any) is unchanged". The message now says what is true."""
-    from specllm import errors, paths, runner
+    from specllm import paths, runner
 
     def fail(*args, **kwargs):
         raise paper.LatexError("LaTeX failed on main.tex")

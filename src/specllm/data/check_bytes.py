@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 from specllm.errors import InputError
-
 from specllm.runner import run_main
 
 

@@ -23,9 +23,9 @@ from sklearn.preprocessing import StandardScaler
 
 from specllm import config, paths
 from specllm.errors import InputError
-from specllm.runner import run_main
 from specllm.io import write_json
 from specllm.metrics import redshift_metrics
+from specllm.runner import run_main
 
 LABELS = {"knn": "k-nearest neighbours", "random_forest": "Random forest",
           "constant": "Constant (training median)"}

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from specllm import paths
 from specllm.errors import InputError
-from specllm.runner import run_main
 from specllm.evaluate.demo import chat_demo
 from specllm.evaluate.generate import load_model
 from specllm.evaluate.redshift import read_split
 from specllm.evaluate.run import BASE_RUN, LORA_DIR, check_run_name, model_name
 from specllm.io import write_json
+from specllm.runner import run_main
 
 ABLATION = paths.RESULTS / "ablation.json"
 OUT = paths.RESULTS / "demo.json"

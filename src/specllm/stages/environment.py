@@ -17,8 +17,8 @@ import sys
 
 from specllm import paths
 from specllm.envkey import active_lock, collect_environment
-from specllm.runner import run_main
 from specllm.io import write_json
+from specllm.runner import run_main
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ import argparse
 from pathlib import Path
 
 from specllm import paths
-from specllm.runner import run_main
 from specllm.evaluate.run import (
     BASE_RUN,
     EVAL_DIR,
@@ -30,6 +29,7 @@ from specllm.evaluate.run import (
     settings_from_params,
     write_outputs,
 )
+from specllm.runner import run_main
 
 
 def main(argv: list[str] | None = None) -> None:

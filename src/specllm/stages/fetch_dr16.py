@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from specllm import config, paths
-from specllm.runner import run_main
 from specllm.io import atomic_dir, write_json
+from specllm.runner import run_main
 
 
 def main() -> None:

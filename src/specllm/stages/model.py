@@ -19,9 +19,9 @@ from typing import Any
 
 from specllm import paths
 from specllm.errors import InputError
-from specllm.runner import run_main
 from specllm.io import atomic_dir, write_json
 from specllm.model.load import PROVENANCE, model_identity
+from specllm.runner import run_main
 
 RESULTS_FILE = paths.RESULTS / "model.json"
 

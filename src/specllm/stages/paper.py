@@ -23,7 +23,6 @@ import tempfile
 from pathlib import Path
 
 from specllm.errors import InputError
-
 from specllm.runner import run_main
 
 # 2025-01-01 00:00:00 UTC (the Makefile exports the same value). Fixed so that \today, the PDF's

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from specllm import config, paths
 from specllm.data.prepare import prepare
-from specllm.runner import run_main
 from specllm.io import write_json
+from specllm.runner import run_main
 
 
 def main() -> None:

@@ -46,10 +46,10 @@ from ruamel.yaml import YAML
 
 from specllm import artifacts, paths
 from specllm.errors import InputError
-from specllm.runner import run_main
 from specllm.io import atomic_dir, read_json, sha256_file, write_json
 from specllm.report import tables
 from specllm.report.macros import MacroSet, escape_latex, format_value
+from specllm.runner import run_main
 
 PARAM_KEYS = ("cost.usd_per_gpu_hour", "provenance.repo_url", "provenance.repo_ref")
 OUT_DIR = paths.rel(paths.GENERATED_PROVENANCE)

@@ -72,11 +72,11 @@ import pandas as pd
 
 from specllm import io, paths
 from specllm.errors import InputError
-from specllm.runner import run_main
 from specllm.io import atomic_dir
 from specllm.metrics import OUTLIER_DZ
 from specllm.report import ablation, figures, tables
 from specllm.report.macros import MacroSet, escape_latex, format_value
+from specllm.runner import run_main
 from specllm.vocab import SPLITS
 
 # params.yaml keys the report prints (dvc.yaml must list them under the report stage). The other

@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 
 from specllm import paths
-from specllm.runner import run_main
 from specllm.evaluate import loglik, probes
 from specllm.evaluate.generate import load_model
 from specllm.evaluate.retention import summarize_set
 from specllm.evaluate.run import BASE_RUN, LORA_DIR, check_run_name, model_name, resolve_stage
 from specllm.io import sha256_file, write_json
+from specllm.runner import run_main
 
 RETENTION_DIR = paths.RETENTION
 

@@ -27,9 +27,9 @@ import pandas as pd
 
 from specllm import paths
 from specllm.errors import InputError
-from specllm.runner import run_main
 from specllm.evaluate.select import ablation, load_eval_results
 from specllm.io import write_json
+from specllm.runner import run_main
 
 EVAL_DIR = paths.EVAL
 TRAIN_DIR = paths.RESULTS / "train"

@@ -10,8 +10,8 @@ stops with an InputError before writing anything, and earlier outputs stay as th
 from __future__ import annotations
 
 from specllm import paths
-from specllm.runner import run_main
 from specllm.model.serialized import RESULTS_FILE, config_from_params, serialize_splits
+from specllm.runner import run_main
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ follow, example objects for the figures).
 from __future__ import annotations
 
 from specllm.errors import InputError
-
 from specllm.runner import run_main
 
 

@@ -13,7 +13,6 @@ whether they are constant; throughput).
 from __future__ import annotations
 
 from specllm.errors import InputError
-
 from specllm.runner import run_main
 
 

@@ -13,9 +13,8 @@ sample.json (counts, catalogue file and sha256).
 from __future__ import annotations
 
 from specllm.errors import InputError
-
-from specllm.runner import run_main
 from specllm.io import sha256_file, write_json
+from specllm.runner import run_main
 
 
 def catalogue_path(source: str, files: dict):

@@ -14,8 +14,8 @@ from typing import Any
 
 from specllm import paths
 from specllm.errors import InputError
-from specllm.runner import run_main
 from specllm.io import read_json, write_json
+from specllm.runner import run_main
 
 OUT = paths.RESULTS / "verdicts.json"
 INPUTS = {
