@@ -212,7 +212,7 @@ def test_length_grouped_batches_cover_each_example_once_deterministically_with_l
 def test_dtype_is_chosen_by_compute_capability(monkeypatch):
     import torch
 
-    from specllm.train.lora import choose_device_dtype
+    from specllm.precision import choose_device_dtype
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert choose_device_dtype() == (torch.device("cpu"), torch.float32)
