@@ -44,17 +44,17 @@ def _range(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> 
     return ""
 
 
-def Int(ge: int | None = None, le: int | None = None) -> Any:  # noqa: N802 (a type, spelled as one)
+def Int(ge: int | None = None, le: int | None = None) -> Any:  # capitalised: used as a type
     return Annotated[int, Field(strict=True, ge=ge, le=le), Allowed("an integer" + _range(ge, le, False, False))]
 
 
-def Num(ge: float | None = None, le: float | None = None, *, gt: float | None = None,  # noqa: N802
+def Num(ge: float | None = None, le: float | None = None, *, gt: float | None = None,
         lt: float | None = None) -> Any:
     text = "a number" + _range(gt if gt is not None else ge, lt if lt is not None else le, gt is not None, lt is not None)
     return Annotated[float, Field(strict=True, ge=ge, le=le, gt=gt, lt=lt), Allowed(text)]
 
 
-def Choice(*options: str) -> Any:  # noqa: N802
+def Choice(*options: str) -> Any:
     return Annotated[Literal[options], Allowed(f"one of {', '.join(options)}")]
 
 
@@ -69,13 +69,13 @@ def _distinct(items: list) -> list:
     return items
 
 
-def ListOf(item: Any, min_len: int = 1) -> Any:  # noqa: N802
+def ListOf(item: Any, min_len: int = 1) -> Any:
     what = next(m.text for m in get_args(item)[1:] if isinstance(m, Allowed))
     return Annotated[list[item], Field(strict=True, min_length=min_len), AfterValidator(_distinct),
                      Allowed(f"a list of {f'at least {min_len} ' if min_len else ''}distinct items, each {what}")]
 
 
-def Pattern(regex: str, what: str, allow_empty: bool = False) -> Any:  # noqa: N802
+def Pattern(regex: str, what: str, allow_empty: bool = False) -> Any:
     """A string matching `regex` in full. For values that reach LaTeX verbatim (inside \\href):
     an allowlist of characters TeX treats as text, so `\\input{/etc/passwd}` or `\\write18` are refused."""
     compiled = re.compile(regex)  # Python's re: the patterns use look-arounds
@@ -102,7 +102,8 @@ DROPOUT = Num(0.0, lt=1.0)
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # defer_build: the models are read for their fields; only the per-key checks validate (built lazily)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class Raw(Section):
@@ -284,12 +285,14 @@ Check = Callable[[Any], "str | None"]
 
 def _checker(annotation: Any) -> Check:
     """check(value) -> None when the value is allowed, else "must be <allowed>, got <value>"."""
-    adapter = TypeAdapter(annotation)
     allowed = next(m.text for m in get_args(annotation)[1:] if isinstance(m, Allowed))
+    adapter: list[TypeAdapter] = []  # built on first use: importing the schema stays cheap
 
     def check(value: Any) -> str | None:
+        if not adapter:
+            adapter.append(TypeAdapter(annotation))
         try:
-            adapter.validate_python(value)
+            adapter[0].validate_python(value)
         except ValidationError:
             return f"must be {allowed}, got {clip(value)}"
         return None
