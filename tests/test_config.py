@@ -160,3 +160,16 @@ def test_profiles_values_meet_the_schema(name, tmp_path):
         config.profile_overrides(name, bad)
     assert err.value.field == "train.dropout" and f"{name}.yaml" in str(err.value.file)
     assert "[0, 1)" in str(err.value)
+
+
+def test_train_settings_check_with_the_schema(params):
+    """TrainSettings (params.yaml values and command-line overrides) and config share one set of bounds."""
+    from specllm.train.settings import KEYS, TrainSettings
+
+    assert {f"train.{k}" for k in KEYS} == {k for k in config.SCHEMA if k.startswith("train.")}
+    for key, value in (("lr", 1.5), ("dropout", 1.0), ("rank", 0), ("lr_schedule", "step")):
+        problem = config.SCHEMA[f"train.{key}"](value)
+        with pytest.raises(InputError) as err:
+            TrainSettings.from_params(params, {key: value})
+        assert problem and err.value.problem == problem and err.value.field == f"--{key.replace('_', '-')}"
+    assert TrainSettings.from_params(params, {"dropout": 0.97}).dropout == 0.97  # [0, 1) in both now
