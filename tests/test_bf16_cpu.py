@@ -16,7 +16,7 @@ from specllm import preflight
 
 def test_one_bf16_policy_forced_on_the_cpu(monkeypatch):
     torch = pytest.importorskip("torch")
-    from specllm.train.lora import choose_device_dtype
+    from specllm.precision import choose_device_dtype
 
     monkeypatch.delenv(preflight.FORCE_BF16_ENV, raising=False)
     if not torch.cuda.is_available():

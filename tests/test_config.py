@@ -124,3 +124,52 @@ def test_each_stage_script_reads_only_declared_keys():
         pattern = r"""(?:\[|\.get\()\s*f?["']([a-z_]+\.[a-z_]+)["']"""
         used = {k for k in re.findall(pattern, script.read_text()) if k in config.SCHEMA}
         assert used <= set(declared), f"{script.name} reads {sorted(used - set(declared))} not listed in dvc.yaml"
+
+
+def test_every_schema_key_is_documented_in_params_yaml():
+    """The schema (specllm.schema) and params.yaml's comments describe the same keys: every schema key
+    has a `#` comment on its line (or its section's), and params.yaml has no key the schema lacks."""
+    tree = YAML().load((ROOT / "params.yaml").read_text())
+    assert set(config.flatten(tree)) == set(config.SCHEMA)
+
+    def comment(node, key) -> str:
+        token = (node.ca.items.get(key) or [None, None, None])[2]  # the comment after a scalar value
+        if token is None:  # a list value (flow style) or a section: the comment after it
+            value = node[key]
+            token = getattr(getattr(value, "ca", None), "comment", None)
+            token = token[0] if isinstance(token, list) and token else token
+        return getattr(token, "value", "") or ""
+
+    undocumented = []
+    for section, node in tree.items():
+        items = node.items() if isinstance(node, dict) else [(None, None)]
+        for key, _ in items:
+            holder, name = (tree, section) if key is None else (node, key)
+            if "#" not in comment(holder, name):
+                undocumented.append(section if key is None else f"{section}.{key}")
+    assert not undocumented, f"keys without a comment in params.yaml: {undocumented}"
+
+
+@pytest.mark.parametrize("name", config.PROFILES)
+def test_profiles_values_meet_the_schema(name, tmp_path):
+    assert config.profile_overrides(name, ROOT / "profiles")  # every key known, every value in range
+    bad = tmp_path / "profiles"
+    shutil.copytree(ROOT / "profiles", bad)
+    (bad / f"{name}.yaml").write_text((bad / f"{name}.yaml").read_text() + "train.dropout: 1.0\n")
+    with pytest.raises(InputError) as err:
+        config.profile_overrides(name, bad)
+    assert err.value.field == "train.dropout" and f"{name}.yaml" in str(err.value.file)
+    assert "[0, 1)" in str(err.value)
+
+
+def test_train_settings_check_with_the_schema(params):
+    """TrainSettings (params.yaml values and command-line overrides) and config share one set of bounds."""
+    from specllm.train.settings import KEYS, TrainSettings
+
+    assert {f"train.{k}" for k in KEYS} == {k for k in config.SCHEMA if k.startswith("train.")}
+    for key, value in (("lr", 1.5), ("dropout", 1.0), ("rank", 0), ("lr_schedule", "step")):
+        problem = config.SCHEMA[f"train.{key}"](value)
+        with pytest.raises(InputError) as err:
+            TrainSettings.from_params(params, {key: value})
+        assert problem and err.value.problem == problem and err.value.field == f"--{key.replace('_', '-')}"
+    assert TrainSettings.from_params(params, {"dropout": 0.97}).dropout == 0.97  # [0, 1) in both now

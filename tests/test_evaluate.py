@@ -14,7 +14,7 @@ import torch
 
 from specllm.errors import InputError
 from specllm.evaluate import redshift
-from specllm.evaluate.generate import NumberConstraint, check_adapter_folder, greedy_generate, load_model
+from specllm.evaluate.generate import NumberConstraint, greedy_generate, load_model
 from specllm.evaluate.parse import parse_redshift, target_grammar
 from specllm.evaluate.select import ablation, choose_best, run_settings
 from specllm.metrics import redshift_metrics
@@ -200,7 +200,7 @@ def test_missing_adapter_is_an_input_error(tiny_dir, tmp_path):
     (tmp_path / "pickled" / "adapter_config.json").write_text("{}")
     (tmp_path / "pickled" / "adapter_model.bin").write_bytes(b"x")
     with pytest.raises(InputError, match="pickle"):
-        check_adapter_folder(tmp_path / "pickled", "pickled")
+        load_model(tiny_dir, tmp_path / "pickled", run="pickled")
 
 
 def test_empty_or_missing_split_is_an_input_error(tmp_path):

@@ -27,7 +27,8 @@ SRC = ROOT / "src"
 # Lowest first. A module's floor is the first entry whose prefix names it or a package above it.
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("ground", ("specllm", "specllm.errors", "specllm.runner", "specllm.io", "specllm.paths", "specllm.config", "specllm.metrics",
-                "specllm.machine", "specllm.vocab", "specllm.cost", "specllm.envkey", "specllm.preflight", "specllm.artifacts",
+                "specllm.machine", "specllm.vocab", "specllm.schema", "specllm.precision",
+                "specllm.cost", "specllm.envkey", "specllm.preflight", "specllm.artifacts",
                 "specllm.fingerprint", "specllm.paperlint")),
     ("data", ("specllm.data",)),
     ("serialize", ("specllm.serialize",)),

@@ -19,8 +19,7 @@ from specllm.errors import InputError
 
 # --- a tiny training project (shared with test_train_ddp.py) ------------------------------------------
 
-# The train:/ablation: sections proposed for params.yaml and their config.SCHEMA validators. Until they
-# are merged, the tests add them when params.yaml / config.SCHEMA lack them (no-ops afterwards).
+# The train:/ablation: sections of a tiny project's params.yaml (validated by specllm.schema, as params.yaml).
 TRAIN_YAML = """
 train:
   lr: 1.0e-4
@@ -43,38 +42,11 @@ ablation:
   rank: [4, 16]
   epochs: [1, 3]
 """
-SCHEMA_PATCH = '''
-from specllm import config as _c
-
-def _list_of(check, min_len=1):
-    def run(v):
-        if not isinstance(v, list) or len(v) < min_len:
-            return f"must be a list of at least {min_len} item(s), got {v!r}"
-        for item in v:
-            if problem := check(item):
-                return f"item {item!r}: {problem}"
-        return None
-    return run
-
-_EXTRA = {
-    "train.lr": _c._num(0.0, 1.0, lo_open=True), "train.rank": _c._pos_int,
-    "train.alpha": _c._num(0.0, lo_open=True), "train.dropout": _c._num(0.0, 0.95),
-    "train.target_modules": _list_of(_c._type(str)), "train.epochs": _c._pos_int,
-    "train.batch_size": _c._pos_int, "train.grad_accum": _c._pos_int,
-    "train.lr_schedule": _c._choice("linear", "cosine", "constant"), "train.warmup_ratio": _c._num(0.0, 1.0),
-    "train.weight_decay": _c._num(0.0), "train.max_grad_norm": _c._num(0.0),
-    "train.checkpoint_every": _c._num(0, integer=True), "train.group_by_length_mult": _c._pos_int,
-    "ablation.lr": _list_of(_c._num(0.0, 1.0, lo_open=True), 0), "ablation.rank": _list_of(_c._pos_int, 0),
-    "ablation.epochs": _list_of(_c._pos_int, 0),
-}
-'''
 TRAIN_KEYS = ["seed", *(f"train.{k}" for k in (
     "lr", "rank", "alpha", "dropout", "target_modules", "epochs", "batch_size", "grad_accum", "lr_schedule",
     "warmup_ratio", "weight_decay", "max_grad_norm", "checkpoint_every", "group_by_length_mult"))]
-# Runs `python -m specllm.stages.train` (also under torchrun) after adding the proposed validators.
-LAUNCHER = SCHEMA_PATCH + """
-for _k, _v in _EXTRA.items():
-    _c.SCHEMA.setdefault(_k, _v)
+# Runs `python -m specllm.stages.train` (also under torchrun).
+LAUNCHER = """
 import runpy
 runpy.run_module("specllm.stages.train", run_name="__main__", alter_sys=True)
 """
@@ -149,16 +121,6 @@ def run_paths(root: Path, run: str) -> dict[str, Path]:
     return {"model_dir": root / "models" / "base", "train_file": root / "data" / "serialized" / "train.jsonl",
             "out_dir": root / "models" / "lora" / run, "results_dir": root / "results" / "train" / run,
             "ckpt_dir": root / "models" / "lora" / f"{run}.ckpt"}
-
-
-@pytest.fixture
-def schema(monkeypatch):
-    """config.SCHEMA with the proposed train/ablation validators (for this test only)."""
-    from specllm import config
-
-    ns: dict = {}
-    exec(SCHEMA_PATCH, ns)
-    monkeypatch.setattr(config, "SCHEMA", {**ns["_EXTRA"], **config.SCHEMA})
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +212,7 @@ def test_length_grouped_batches_cover_each_example_once_deterministically_with_l
 def test_dtype_is_chosen_by_compute_capability(monkeypatch):
     import torch
 
-    from specllm.train.lora import choose_device_dtype
+    from specllm.precision import choose_device_dtype
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert choose_device_dtype() == (torch.device("cpu"), torch.float32)
@@ -379,7 +341,7 @@ def test_resume_in_process_and_stale_checkpoints(project, tmp_path):
     assert again["resumed_from_step"] is None
 
 
-def test_stage_cli_reads_declared_params_and_overrides(project, schema, monkeypatch):
+def test_stage_cli_reads_declared_params_and_overrides(project, monkeypatch):
     from specllm import config, paths
     from specllm.stages import train as stage
 
@@ -403,7 +365,7 @@ def test_stage_cli_reads_declared_params_and_overrides(project, schema, monkeypa
 
 
 @pytest.mark.slow
-def test_sigkilled_stage_resumes_to_the_same_adapter(tmp_path, schema):
+def test_sigkilled_stage_resumes_to_the_same_adapter(tmp_path):
     """Start the stage, SIGKILL it once a checkpoint exists, start it again: the adapter equals an
     uninterrupted run's bit for bit (CPU, same thread count)."""
     import torch

@@ -13,13 +13,12 @@ import subprocess
 import sys
 
 import pytest
-from test_train import QUIET, make_project, read_adapter, run_paths, schema, stage_env  # noqa: F401 (schema: a fixture)
+from test_train import QUIET, make_project, read_adapter, run_paths, stage_env
 
 TOLERANCE = {"atol": 1e-6, "rtol": 1e-4}
 
 
 @pytest.mark.slow  # three Python processes importing torch: ~25-50 s on 2 busy cores
-@pytest.mark.usefixtures("schema")
 def test_two_processes_match_one(tmp_path):
     import torch
 

@@ -7,7 +7,7 @@ check in this order:
   GPU            a CUDA GPU is visible (NVML through nvidia-ml-py when installed: nothing is
                  allocated; else torch) and torch is a CUDA build
   capability     compute capability >= 8.0 (Ampere or newer): bf16 and the attention kernels the
-                 paper used. bf16 is decided by the capability, never by
+                 paper used. bf16 is decided by the capability (specllm.precision), never by
                  torch.cuda.is_bf16_supported(), which answers yes on a T4 (7.5) through emulation.
   driver         the driver supports the CUDA major version torch was built with (at least 12):
                  NVML's nvmlSystemGetCudaDriverVersion, or torch's driver query
@@ -42,9 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The bf16 policy is specllm.precision's; these names are the preflight's view of it (dtype_for(cap)).
+from specllm.precision import FORCE_BF16_ENV, MIN_CAPABILITY, bf16_forced, dtype_for
+
 EXIT_FAIL = 2
 GIB = 2**30
-MIN_CAPABILITY = (8, 0)
 MIN_CUDA_MAJOR = 12
 # Lowest Linux driver of each CUDA major version (CUDA release notes, table 3).
 DRIVER_FOR_CUDA = {12: "525.60.13", 13: "580.65.06"}
@@ -273,25 +275,6 @@ def hub_token() -> str | None:
 
 
 # --- how much memory a stage needs -----------------------------------------------------------------
-
-
-FORCE_BF16_ENV = "SPECLLM_FORCE_BF16"
-
-
-def bf16_forced() -> bool:
-    """SPECLLM_FORCE_BF16=1: compute in bf16 wherever the stages run, the CPU included, so that a CPU
-    run takes the GPU's dtype path (tests/test_bf16_cpu.py); the outputs are then not the profile's."""
-    return os.environ.get(FORCE_BF16_ENV, "") == "1"
-
-
-def dtype_for(capability: tuple[int, int] | None) -> str:
-    """The dtype the stages compute in, the project's one bf16 policy (specllm.train.lora.
-    choose_device_dtype applies it too): bf16 from compute capability 8.0 (Ampere) on; fp32 below (a
-    T4's bf16 is only emulated, and fp16 would need loss scaling) and on the CPU (capability None),
-    unless SPECLLM_FORCE_BF16=1 (bf16 everywhere)."""
-    if bf16_forced() or (capability is not None and tuple(capability) >= MIN_CAPABILITY):
-        return "bf16"
-    return "fp32"
 
 
 def estimate_memory(n_params: int, dtype: str, lora_params: int, batch: int, seq_len: int, hidden: int,

@@ -33,8 +33,9 @@ def isolated(variant: str, model_kind: str, work: str, n_pairs: int, batch_size:
     from specllm.bench.common import model_dir
     from specllm.evaluate.generate import pad_id
     from specllm.model.load import load_base
+    from specllm.precision import choose_device_dtype
     from specllm.stability import dpo
-    from specllm.train.lora import choose_device_dtype, make_lora_model
+    from specllm.train.lora import make_lora_model
     from specllm.train.settings import TrainSettings
 
     d = model_dir(model_kind, Path(work))

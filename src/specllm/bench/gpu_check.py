@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from specllm.bench import dpo
     from specllm.model.load import load_base
-    from specllm.train.lora import choose_device_dtype
+    from specllm.precision import choose_device_dtype
 
     started = time.perf_counter()
     size = SIZES["quick" if args.quick else "full"]

@@ -24,10 +24,7 @@ from typing import Any
 
 import torch
 
-from specllm.errors import InputError
 from specllm.evaluate.parse import PREFIX
-
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def adapter_fix(run: str) -> str:
@@ -35,38 +32,18 @@ def adapter_fix(run: str) -> str:
             f"or use `--run base` to evaluate the base model alone")
 
 
-def check_adapter_folder(folder: str | Path, run: str) -> None:
-    """InputError unless folder holds a peft adapter saved as safetensors."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(folder, "adapter folder", "not found", adapter_fix(run))
-    for name in ADAPTER_FILES:
-        if not (folder / name).is_file():
-            pickled = " (adapter_model.bin found: pickle weights are not loaded)" if (folder / "adapter_model.bin").is_file() else ""
-            raise InputError(folder, name, f"missing{pickled}", adapter_fix(run) + "; peft's save_pretrained writes both files")
-
-
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-# The preflight's dtype names (Report.dtype) as torch dtypes.
-TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-
-
 def load_model(base_dir: str | Path, adapter_dir: str | Path | None = None, run: str = "base", dtype: str | None = None):
-    """(model, tokenizer): the base model, wrapped in its LoRA adapter when adapter_dir is given; eval mode.
-    `dtype` is the preflight's choice ("bf16" on Ampere and newer, "fp32" on CPU); None keeps the stored one."""
+    """(model, tokenizer): the base model, wrapped in the LoRA adapter of training run `run` when adapter_dir
+    is given (specllm.model.load.load_base); eval mode, on this machine's device. `dtype` is the preflight's
+    choice ("bf16" on Ampere and newer, "fp32" on CPU); None keeps the stored one."""
     from specllm.model.load import load_base
 
-    if adapter_dir is not None:
-        check_adapter_folder(adapter_dir, run)  # before the (slow) base load
-    model, tokenizer = load_base(base_dir, dtype=TORCH_DTYPES.get(dtype) if dtype else None)
-    if adapter_dir is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
-    return model.to(device()).eval(), tokenizer
+    adapters = [(adapter_dir, adapter_fix(run))] if adapter_dir is not None else []
+    return load_base(base_dir, dtype, adapters=adapters, device=device())
 
 
 def pad_id(tokenizer) -> int:

@@ -1,10 +1,12 @@
-"""Load the base model (safetensors only, no remote code) and describe it for the paper."""
+"""Load the base model (safetensors only, no remote code), with LoRA adapters on top, and describe it for the paper."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import struct
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from specllm.errors import InputError
 from specllm.io import sha256_file
 
 PROVENANCE = "specllm_model.json"  # written by the model stage beside the weights: name, source, revision, ...
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # a peft LoRA adapter saved as safetensors
 BUILD_FIX = "run the model stage (`dvc repro model`, or `python -m specllm.stages.model`) to build models/base"
 # safetensors header dtype codes -> torch dtype names
 _DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
@@ -38,16 +41,61 @@ def check_model_folder(folder: str | Path) -> None:
         raise InputError(folder, "config.json", "missing", BUILD_FIX)
 
 
-def load_base(folder: str | Path, dtype: Any = None):
-    """(model, tokenizer) from a safetensors folder; trust_remote_code=False. dtype: None keeps the saved one."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer(folder: str | Path):
+    """The tokenizer of a checked model folder (trust_remote_code=False, local files only)."""
+    from transformers import AutoTokenizer
+
+    check_model_folder(folder)
+    return AutoTokenizer.from_pretrained(Path(folder), trust_remote_code=False, local_files_only=True)
+
+
+def check_adapter_folder(folder: str | Path, fix: str) -> None:
+    """InputError unless folder holds a peft LoRA adapter saved as safetensors; `fix` says which stage writes it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "adapter folder", "not found", fix)
+    for name in ADAPTER_FILES:
+        if not (folder / name).is_file():
+            pickled = " (adapter_model.bin found: pickle weights are not loaded)" if (folder / "adapter_model.bin").is_file() else ""
+            raise InputError(folder, name, f"missing{pickled}", fix + "; peft's save_pretrained writes both files")
+
+
+def load_base(folder: str | Path, dtype: Any = None, *, adapters: Sequence[tuple[str | Path, str]] = (),
+              merge: bool = False, device: Any = None):
+    """(model, tokenizer) in eval mode: the project's one model loader (training, evaluation, retention,
+    the demo, the stability probe, warm-up and DPO, the benchmarks).
+
+    folder: a safetensors model folder (trust_remote_code=False, local files only). dtype: a torch
+    dtype or a specllm.precision name ("bf16", "fp32"); None keeps the saved one. adapters: (folder,
+    fix) of each LoRA adapter to put on top, in order, all checked before the (slow) base load; `fix`
+    names the stage that writes it. merge: fold each adapter into the weights (a plain causal LM
+    again), else keep a peft model. device: where to move the model (None: where it loads, the CPU)."""
+    from transformers import AutoModelForCausalLM
+
+    from specllm.precision import torch_dtype
 
     folder = Path(folder)
     check_model_folder(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype if dtype is not None else "auto",
+    for adapter, fix in adapters:
+        check_adapter_folder(adapter, fix)
+    tokenizer = load_tokenizer(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(dtype) if dtype is not None else "auto",
                                                  trust_remote_code=False, use_safetensors=True, local_files_only=True)
+    for adapter, _ in adapters:
+        model = attach_adapter(model, adapter, merge=merge)
+    if device is not None:
+        model = model.to(device)
     return model.eval(), tokenizer
+
+
+def attach_adapter(model, adapter_dir: str | Path, *, merge: bool):
+    """The model with the LoRA adapter in adapter_dir: merged into the weights in memory, or kept as a peft model."""
+    from peft import PeftModel
+
+    with warnings.catch_warnings():  # peft 0.21 calls a transformers 5 property deprecated for v6
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+        return peft.merge_and_unload() if merge else peft
 
 
 def safetensors_header(path: str | Path) -> dict[str, Any]:

@@ -76,9 +76,7 @@ def serialize_splits(prepared: str | Path, model_dir: str | Path, out_dir: str |
     """Serialise every split; check the token budget of all samples first; write outputs atomically.
 
     Returns the summary that goes to results_file (sorted keys)."""
-    from transformers import AutoTokenizer
-
-    from specllm.model.load import check_model_folder
+    from specllm.model.load import load_tokenizer
 
     started = time.perf_counter()
     prepared, model_dir, out_dir = Path(prepared), Path(model_dir), Path(out_dir)
@@ -89,8 +87,7 @@ def serialize_splits(prepared: str | Path, model_dir: str | Path, out_dir: str |
     if wave.ndim != 1 or wave.size < 1:
         raise InputError(wave_file, "shape", f"expected a 1-D grid, got {list(wave.shape)}", PREPARE_FIX)
     n_points = int(wave.size)
-    check_model_folder(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False, local_files_only=True)
+    tokenizer = load_tokenizer(model_dir)
 
     records: dict[str, list[dict[str, Any]]] = {}
     per_split: dict[str, dict[str, Any]] = {}

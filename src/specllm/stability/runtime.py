@@ -3,7 +3,6 @@ the preflight's memory workload."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from specllm import io
-from specllm.errors import InputError
 from specllm.stability import features, prompts
 
 STAGE_FIX = "run the earlier stability stages first (`dvc repro stability_sample`, ...)"
@@ -27,40 +25,20 @@ def read_orders(path: Path) -> list[tuple[str, tuple[int, ...]]]:
     return [(o["name"], tuple(o["perm"])) for o in data["orders"]]
 
 
-def attach_adapter(model, adapter_dir: Path, stage: str, *, merge: bool, trainable: bool = False):
-    """The model with the LoRA adapter in adapter_dir (written by `stage`): merged into the weights in memory
-    (a plain causal LM again, what the prefix-cached probe and a second adapter on top need), or kept as
-    a peft model."""
-    from peft import PeftModel
-
-    from specllm.evaluate.generate import check_adapter_folder
-
-    try:
-        check_adapter_folder(adapter_dir, stage)
-    except InputError as err:  # its fix names the LoRA study's train stage; this adapter comes from `stage`
-        raise InputError(err.file, err.field, err.problem, f"run `dvc repro {stage}` first") from None
-    with warnings.catch_warnings():  # peft 0.21 calls a transformers 5 property deprecated for v6
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        peft = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
-        return peft.merge_and_unload() if merge else peft
-
-
 def load_model(model_dir: Path, warmup_dir: Path | None = None, adapter_dir: Path | None = None):
-    """(model, tokenizer, device) in eval mode: bf16 on an Ampere-or-newer GPU, fp32 elsewhere.
+    """(model, tokenizer, device) in eval mode, in specllm.precision's dtype for this machine's device.
 
     warmup_dir: the supervised warm-up adapter (stage stability_warmup), merged into the base weights, so
     the study's "base" model is the one that knows the task. adapter_dir: the DPO adapter on top of it,
     merged as well (inference only)."""
     from specllm.model.load import load_base
-    from specllm.train.lora import choose_device_dtype
+    from specllm.precision import choose_device_dtype
 
     device, dtype = choose_device_dtype()
-    model, tokenizer = load_base(model_dir, dtype=dtype)
-    if warmup_dir is not None:
-        model = attach_adapter(model, warmup_dir, "stability_warmup", merge=True)
-    if adapter_dir is not None:
-        model = attach_adapter(model, adapter_dir, "stability_dpo", merge=True)
-    return model.to(device).eval(), tokenizer, device
+    adapters = [(d, f"run `dvc repro {stage}` first")
+                for d, stage in ((warmup_dir, "stability_warmup"), (adapter_dir, "stability_dpo")) if d is not None]
+    model, tokenizer = load_base(model_dir, dtype, adapters=adapters, merge=True, device=device)
+    return model, tokenizer, device
 
 
 def build_prompts(tokenizer, objects: pd.DataFrame, orders, decimals: int, model_dir: Path) -> list[dict[str, Any]]:

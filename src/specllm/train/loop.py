@@ -37,6 +37,7 @@ from typing import Any
 from specllm.errors import InputError
 from specllm.io import sha256_file, write_json, write_text
 from specllm.machine import peak_memory
+from specllm.precision import choose_device_dtype
 from specllm.serialize import read_serialized
 from specllm.train import checkpoint as ckpt
 from specllm.train.data import (
@@ -48,7 +49,6 @@ from specllm.train.data import (
 )
 from specllm.train.lora import (
     LLAMA_31_8B,
-    choose_device_dtype,
     count_parameters,
     lora_param_count,
     make_lora_model,

@@ -1,4 +1,4 @@
-"""The LoRA adapter: seeding, device and dtype, target-module checks, trainable-parameter counts.
+"""The LoRA adapter: seeding, target-module checks, trainable-parameter counts.
 
 `lora_param_count` computes the adapter size from a model config alone (no weights): LoRA adds
 A (r x in) and B (out x r) to every targeted linear layer, i.e. r * (in + out) parameters per
@@ -79,24 +79,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def choose_device_dtype(local_rank: int = 0) -> tuple[Any, Any]:
-    """(device, dtype): bf16 on a CUDA GPU of compute capability >= 8.0 (Ampere or newer), fp32 elsewhere,
-    bf16 everywhere under SPECLLM_FORCE_BF16=1: preflight.dtype_for, the one bf16 policy.
-
-    Decided by the capability, not torch.cuda.is_bf16_supported() (which also says yes to older GPUs
-    that emulate bf16 slowly). fp16 is not used: it would need loss scaling."""
-    import torch
-
-    from specllm.preflight import dtype_for
-
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank % torch.cuda.device_count())
-        capability = tuple(torch.cuda.get_device_capability(device))
-    else:
-        device, capability = torch.device("cpu"), None
-    return device, torch.bfloat16 if dtype_for(capability) == "bf16" else torch.float32
 
 
 def linear_module_names(model) -> list[str]:

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from specllm.errors import InputError
+from specllm.schema import SCHEMA
 
 # params.yaml keys of the `train:` section, in the order they are documented there.
 KEYS = ("lr", "rank", "alpha", "dropout", "target_modules", "epochs", "batch_size", "grad_accum",
         "lr_schedule", "warmup_ratio", "weight_decay", "max_grad_norm", "checkpoint_every", "group_by_length_mult")
-SCHEDULES = ("linear", "cosine", "constant")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 # Settings that change nothing numerically: a checkpoint written under other values still resumes.
 _NOT_NUMERIC = ("run", "checkpoint_every")
@@ -109,44 +109,17 @@ class TrainSettings:
     # -- checks --------------------------------------------------------------------------------------
 
     def validate(self) -> None:
-        def integer(name: str, lo: int) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise self._bad(name, f"must be an integer, got {v!r}")
-            if v < lo:
-                raise self._bad(name, f"must be >= {lo}, got {v}")
-
-        def number(name: str, lo: float, hi: float | None = None, lo_open: bool = False) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                raise self._bad(name, f"must be a number, got {v!r}")
-            if (v <= lo if lo_open else v < lo) or (hi is not None and v > hi):
-                rng = f"{'(' if lo_open else '['}{lo:g}, {'inf' if hi is None else f'{hi:g}'}]"
-                raise self._bad(name, f"must be in {rng}, got {v}")
-
+        """The `seed` and `train.*` checks of params.yaml's schema (specllm.schema), applied to the run's
+        values wherever they came from, so a command-line override meets the same bounds as params.yaml."""
         if not isinstance(self.run, str) or not RUN_NAME.match(self.run):
             raise self._bad("run", f"run name {self.run!r} must start with a letter or digit and use only "
                                    "letters, digits and . _ = + - (it names folders)")
-        integer("seed", 0)
-        integer("rank", 1)
-        integer("epochs", 1)
-        integer("batch_size", 1)
-        integer("grad_accum", 1)
-        integer("checkpoint_every", 0)
-        integer("group_by_length_mult", 1)
-        number("lr", 0.0, lo_open=True)
-        number("alpha", 0.0, lo_open=True)
-        number("dropout", 0.0, 1.0)
-        if self.dropout >= 1.0:
-            raise self._bad("dropout", f"must be below 1, got {self.dropout}")
-        number("warmup_ratio", 0.0, 1.0)
-        number("weight_decay", 0.0)
-        number("max_grad_norm", 0.0)
-        if self.lr_schedule not in SCHEDULES:
-            raise self._bad("lr_schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.lr_schedule!r}")
-        mods = self.target_modules
-        if not mods or not all(isinstance(m, str) and m for m in mods) or len(set(mods)) != len(mods):
-            raise self._bad("target_modules", f"must be a non-empty list of distinct module names, got {list(mods)!r}")
+        for name in ("seed", *KEYS):
+            value = getattr(self, name)
+            if name == "target_modules":
+                value = list(value)
+            if problem := SCHEMA["seed" if name == "seed" else f"train.{name}"](value):
+                raise self._bad(name, problem)
         if self.batch_size % self.grad_accum:
             raise self._bad("grad_accum", f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
 
