@@ -70,7 +70,8 @@ import pandas as pd
 from specllm import paths
 from specllm.errors import InputError, clip
 from specllm.io import sha256_file, write_json, write_text
-from specllm.vocab import BANDS, CLASSES
+from specllm.vocab import BANDS
+from specllm.vocab import CLASSES as _LABELS
 
 EXPECTED_SHA256 = "faefcad9b950309282024dd351289ee14ae30f65a7b2ef32c9fa442da9dbe585"
 EXPECTED_SIZE = 16_755_863
@@ -85,6 +86,8 @@ MAGNITUDES = BANDS
 INTEGER_COLUMNS = ("run_ID", "rerun_ID", "cam_col", "field_ID", "plate", "MJD", "fiber_ID")
 ID_COLUMNS = ("obj_ID", "spec_obj_ID")
 FLOAT_COLUMNS = ("alpha", "delta", *MAGNITUDES, "redshift")
+# the export's own (alphabetical) order: import.json's counts and the import's messages keep it
+CLASSES = tuple(sorted(_LABELS))
 SENTINEL = -9999.0
 MAG_RANGE = (5.0, 40.0)
 # SDSS pipeline redshifts: stars are |cz| < 3000 km/s, galaxy templates stop near z = 2,
@@ -281,7 +284,7 @@ def read_sdss17(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
             path, "class",
             f"line {_line(idx[0])}: unknown class {clip(text['class'].iloc[idx[0]].strip())} "
             f"({len(idx)} row{'s' if len(idx) > 1 else ''} with {', '.join(clip(v) for v in values[:5])})",
-            (f"did you mean '{near[0]}'? " if near else "") + f"class must be one of {', '.join(sorted(CLASSES))}",
+            (f"did you mean '{near[0]}'? " if near else "") + f"class must be one of {', '.join(CLASSES)}",
         )
     if cls_missing.any():
         missing_by_col["class"] = int(cls_missing.sum())
