@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -69,29 +73,120 @@ def params() -> dict:
 VENV = Path(sys.executable).parent.parent
 
 
-def run_in(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command in a clone with the test venv first on PATH and SPECLLM_ROOT set."""
-    env = {**os.environ, "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}", "SPECLLM_ROOT": str(cwd)}
+def run_in(cmd: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a command in a clone with the test venv first on PATH and SPECLLM_ROOT set (env: extra variables)."""
+    env = {**os.environ, "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}", "SPECLLM_ROOT": str(cwd), **(env or {})}
     proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
 
 
-def reproduce_smoke(repo: Path) -> Path:
+def reproduce_smoke(repo: Path, env: dict[str, str] | None = None) -> Path:
     """`make reproduce PROFILE=smoke` in a fresh clone (never letting make rebuild the shared venv);
     the log goes to reproduce.log and a snapshot of values.json to values.first.json."""
-    proc = run_in(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo)
+    proc = run_in(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, env=env)
     (repo / "reproduce.log").write_text(proc.stdout + proc.stderr)
     shutil.copyfile(repo / "paper" / "generated" / "values.json", repo / "values.first.json")
     return repo
 
 
+def copy_run(src: Path, dest: Path) -> Path:
+    """A finished run's own copy, for a test that changes it: the working tree and git copied with their file
+    times, the DVC cache (objects and run-cache records) hard-linked (DVC writes each once, by a move, and never
+    in place), .dvc/tmp (locks) left for DVC to recreate. Seconds, against minutes for a run."""
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:  # another file system
+            shutil.copy2(a, b)
+
+    def skip(folder: str, names: list[str]) -> list[str]:
+        return ["cache", "tmp"] if Path(folder) == src / ".dvc" else []
+
+    shutil.copytree(src, dest, symlinks=True, ignore=skip)
+    if (src / ".dvc" / "cache").is_dir():
+        shutil.copytree(src / ".dvc" / "cache", dest / ".dvc" / "cache", symlinks=True, copy_function=link)
+    return dest
+
+
 @pytest.fixture(scope="session")
 def smoke_repo(tmp_path_factory) -> Path:
-    """One clean clone reproduced on smoke, shared by the slow modules (test_pipeline, test_verify_smoke).
-    SPECLLM_SMOKE_REPO=<folder> reuses a clone already reproduced from this tree (with values.first.json),
-    e.g. to rerun test_verify_smoke alone in one pipeline run instead of two."""
+    """One clean clone reproduced on smoke, the suite's one plain run (no remote, no credentials): test_pipeline
+    works on a copy of it (conftest.copy_run), test_verify_smoke compares it with conftest.remote_run. Never
+    changed by a test. SPECLLM_SMOKE_REPO=<folder> reuses a clone already reproduced from this tree (with
+    values.first.json) instead."""
     if reuse := os.environ.get("SPECLLM_SMOKE_REPO"):
         return Path(reuse)
     return reproduce_smoke(fresh_copy(tmp_path_factory.mktemp("clone") / "specllm"))
+
+
+# ---------------------------------------------------------------- a second, independent run, with a remote
+
+S3_BUCKET = "specllm-cache"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def aws_env(tmp_path_factory) -> dict[str, str]:
+    """Fake credentials only; no file from ~/.aws is read and no metadata service is asked."""
+    home = tmp_path_factory.mktemp("aws")
+    return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(home / "config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials")}
+
+
+@pytest.fixture(scope="session")
+def s3(aws_env, tmp_path_factory) -> str:
+    """A moto S3 server on 127.0.0.1 with the project's bucket (empty until test_remote pushes); yields its
+    endpoint URL. Started by its PID and stopped by it at the end of the session."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("moto") / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            env={**os.environ, **aws_env}, stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto server did not start (exit {proc.poll()}); see {log.name}") from None
+                time.sleep(0.3)
+        import boto3
+
+        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                     region_name="us-east-1").create_bucket(Bucket=S3_BUCKET)
+        yield endpoint
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def use_remote(repo: Path, endpoint: str) -> None:
+    """What a user does once per machine: point the committed remote at an endpoint, outside git."""
+    run_in(["dvc", "remote", "modify", "--local", "specllm", "endpointurl", endpoint], repo)
+    assert "endpointurl" not in (repo / ".dvc" / "config").read_text()
+
+
+@pytest.fixture(scope="session")
+def remote_run(tmp_path_factory, s3, aws_env) -> Path:
+    """A second clean clone, reproduced on smoke from scratch with its own DVC cache while the (empty) S3 remote
+    is reachable: `make reproduce` runs `dvc repro --pull`, finds nothing and computes every stage. test_remote
+    pushes a copy of it; test_verify_smoke compares it, an independent run, with smoke_repo. Never changed by a
+    test (.dvc/config.local holds the endpoint)."""
+    repo = fresh_copy(tmp_path_factory.mktemp("remote_run") / "specllm")
+    use_remote(repo, s3)
+    return reproduce_smoke(repo, env=aws_env)

@@ -1,6 +1,6 @@
 """The whole smoke pipeline in a fresh copy of the repository, as a new user runs it.
 
-One module-scoped run of `make reproduce PROFILE=smoke` (data build included), then the DVC
+One session-scoped run of `make reproduce PROFILE=smoke` (data build included; conftest.smoke_repo, copied), then the DVC
 properties the paper relies on: the embedded data matches data.dvc byte for byte, a second
 `dvc repro` does nothing, a params change reruns only the stages that read the key, switching
 back restores from the run cache, and the PDF is byte-identical when rebuilt.
@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import copy_run
 from ruamel.yaml import YAML
 
 pytestmark = pytest.mark.slow
@@ -43,10 +44,11 @@ def _sha(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def repo(smoke_repo) -> Path:
-    """A clean clone of the working tree (committed and uncommitted files), reproduced on smoke
-    (conftest.smoke_repo: shared with test_verify_smoke, which compares an independent run with it)."""
-    return smoke_repo
+def repo(smoke_repo, tmp_path_factory) -> Path:
+    """A clean clone of the working tree (committed and uncommitted files), reproduced on smoke: this
+    module's own copy of conftest.smoke_repo (test_verify_smoke compares an independent run with the
+    original, which the tests here change)."""
+    return copy_run(smoke_repo, tmp_path_factory.mktemp("pipeline") / "specllm")
 
 
 def test_reproduce_builds_the_paper_and_data_matches_data_dvc(repo):

@@ -1,9 +1,10 @@
 """The DVC remote cache and the experiment queue, against a real S3-compatible server on loopback.
 
-moto's server (moto[server]) plays S3 on 127.0.0.1 with fake credentials; the test starts it and
-stops it by its PID. One fresh copy of the repository reproduces the smoke profile (and a second
-value of one parameter), pushes data, outputs and run cache (`make push`) and commits dvc.lock, as
-an author publishing results does. A fresh clone of that commit, with an empty cache, runs the same
+moto's server (moto[server]) plays S3 on 127.0.0.1 with fake credentials; conftest.s3 starts it and
+stops it by its PID. One fresh copy of the repository reproduces the smoke profile with the empty remote
+reachable (conftest.remote_run, which test_verify_smoke also compares with the plain run); a copy of it
+computes a second value of one parameter, pushes data, outputs and run cache (`make push`) and commits
+dvc.lock, as an author publishing results does. A fresh clone of that commit, with an empty cache, runs the same
 `make reproduce`, which pulls instead of recomputing: no stage runs and the PDF is byte-identical;
 the other parameter value comes back from the pushed run cache. Then the scale-out path: two
 queued experiments run by one queue worker.
@@ -16,68 +17,17 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, fresh_copy
+from conftest import ROOT, S3_BUCKET, copy_run, free_port, use_remote
 
 pytestmark = pytest.mark.slow
 VENV = Path(sys.executable).parent.parent
-BUCKET = "specllm-cache"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def aws_env(tmp_path_factory) -> dict[str, str]:
-    """Fake credentials only; no file from ~/.aws is read and no metadata service is asked."""
-    home = tmp_path_factory.mktemp("aws")
-    return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(home / "config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials")}
-
-
-@pytest.fixture(scope="module")
-def s3(aws_env, tmp_path_factory) -> str:
-    """A moto S3 server on 127.0.0.1 with the project's bucket; yields its endpoint URL."""
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("moto") / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            env={**os.environ, **aws_env}, stdout=log, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server did not start (exit {proc.poll()}); see {log.name}") from None
-                time.sleep(0.3)
-        import boto3
-
-        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                     region_name="us-east-1").create_bucket(Bucket=BUCKET)
-        yield endpoint
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+BUCKET = S3_BUCKET
 
 
 def _run(cmd: list[str], cwd: Path, extra_env: dict[str, str] | None = None, check: bool = True,
@@ -88,12 +38,6 @@ def _run(cmd: list[str], cwd: Path, extra_env: dict[str, str] | None = None, che
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
-
-
-def _use_remote(repo: Path, endpoint: str) -> None:
-    """What a user does once per machine: point the committed remote at an endpoint, outside git."""
-    _run(["dvc", "remote", "modify", "--local", "specllm", "endpointurl", endpoint], repo)
-    assert "endpointurl" not in (repo / ".dvc" / "config").read_text()
 
 
 def _ran(output: str) -> set[str]:
@@ -112,16 +56,16 @@ def _set_neighbors(repo: Path, k: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def pushed(tmp_path_factory, s3, aws_env) -> Path:
-    """Copy A: smoke reproduced with the (empty) remote reachable and pushed; baseline.n_neighbors=5
-    computed and pushed, then set back and pushed; dvc.lock and params.yaml committed.
+def pushed(tmp_path_factory, remote_run, aws_env) -> Path:
+    """Copy A: smoke reproduced with the (empty) remote reachable (a copy of conftest.remote_run, which computed
+    every stage) and pushed; baseline.n_neighbors=5 computed and pushed, then set back and pushed; dvc.lock and
+    params.yaml committed.
 
     `make push` after each run: `dvc push --run-cache` uploads the run-cache records and the
     workspace's outputs only, so a run's outputs reach the remote while they are the workspace's."""
-    repo = fresh_copy(tmp_path_factory.mktemp("first") / "specllm")
-    _use_remote(repo, s3)
-    proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
-    (repo.parent / "reproduce.log").write_text(proc.stdout + proc.stderr)
+    repo = copy_run(remote_run, tmp_path_factory.mktemp("first") / "specllm")
+    (repo / "reproduce.log").rename(repo.parent / "reproduce.log")  # outside git, as when the run was made here
+    (repo / "values.first.json").unlink()
     _run(["make", "push", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
     _set_neighbors(repo, 5)
     _run(["dvc", "repro"], repo)
@@ -165,7 +109,7 @@ def test_a_fresh_clone_pulls_instead_of_recomputing(pushed, s3, aws_env, tmp_pat
     for name in ("requirements.lock", "requirements/nodeps.lock", "requirements/bootstrap.lock", "pyproject.toml"):
         shutil.copystat(ROOT / name, repo / name)
     assert not (repo / ".dvc" / "cache").exists() and not (repo / "results").exists()
-    _use_remote(repo, s3)
+    use_remote(repo, s3)
     proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
     out = proc.stdout + proc.stderr
     assert "data/raw restored from the DVC remote" in out
@@ -189,7 +133,7 @@ def test_an_unreachable_remote_is_reported_within_seconds(tmp_path, aws_env):
     shutil.copytree(ROOT / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
     shutil.copy2(ROOT / "dvc.yaml", repo / "dvc.yaml")
     _run(["git", "init", "-q"], repo)
-    _use_remote(repo, f"http://127.0.0.1:{_free_port()}")  # nothing listens there
+    use_remote(repo, f"http://127.0.0.1:{free_port()}")  # nothing listens there
     started = time.monotonic()
     proc = _run(["specllm", "preflight", "--remote"], repo, aws_env, check=False)
     assert proc.returncode == 1 and "not reachable" in proc.stderr

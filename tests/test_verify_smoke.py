@@ -1,8 +1,10 @@
 """`make verify` on fresh clones of the smoke profile, and bitwise reproducibility on this machine.
 
 Two independent clones, each reproduced from scratch with its own DVC cache: conftest.smoke_repo
-(shared with test_pipeline, so the suite pays for one extra run, not two) and `second` here. Their
-values.json must be identical byte for byte (CPU runs are deterministic), `make verify` must pass
+(test_pipeline works on a copy of it) and conftest.remote_run (reproduced with an empty S3 remote
+reachable, which it never pulls from; test_remote pushes a copy of it), so the suite pays for no run of
+its own here; `second` is a copy of remote_run, without the remote. Their values.json must be identical
+byte for byte (CPU runs are deterministic), `make verify` must pass
 against the committed paper/reported/smoke.json, and altering one stored number must make it fail
 with a readable table. The PDF must carry the provenance appendix and the caption links.
 """
@@ -14,14 +16,17 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import VENV, fresh_copy, reproduce_smoke, run_in
+from conftest import VENV, copy_run, run_in
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def second(tmp_path_factory) -> Path:
-    return reproduce_smoke(fresh_copy(tmp_path_factory.mktemp("second") / "specllm"))
+def second(tmp_path_factory, remote_run) -> Path:
+    """The independent run, as a fresh clone without a remote has it (no endpoint: make verify runs plain)."""
+    repo = copy_run(remote_run, tmp_path_factory.mktemp("second") / "specllm")
+    (repo / ".dvc" / "config.local").unlink()
+    return repo
 
 
 def _results(values_json: Path) -> tuple[list, list]:
