@@ -244,6 +244,22 @@ def test_dockerignore_keeps_data_caches_outputs_and_secrets_out():
         assert not _ignored(path, patterns), f"{path} is needed in the image but .dockerignore drops it"
 
 
+def test_dockerignore_keeps_every_tracked_file_a_stage_depends_on():
+    """The image's own copy runs `dvc repro`: a tracked file under any stage's dep missing from the build
+    context stops that stage there (the rehearsal found data/external/sdss17, stability_sample's dep)."""
+    import yaml
+
+    patterns = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
+                if ln.strip() and not ln.startswith("#")]
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    deps = {str(d) for st in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values()
+            for d in st.get("do", st).get("deps", [])}
+    needed = [f for f in tracked if any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
+    assert "data/external/sdss17/README.md" in needed and "data/probes/general.jsonl" in needed
+    dropped = [f for f in needed if _ignored(f, patterns)]
+    assert not dropped, f".dockerignore drops tracked files that stages depend on: {dropped}"
+
+
 # --- the ENTRYPOINT script, run for real (no GPU: CUDA_VISIBLE_DEVICES is empty) ----------------------
 
 
