@@ -447,9 +447,15 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     src = "params.yaml"
     ms.add("profile", p["profile"], source=src)
     ms.add("seed", str(p["seed"]), source=src, kind="text")
-    for key in ("data.n_train", "data.n_val", "data.n_test", "data.z_bins", "spectrum.n_points",
-                "serialize.base", "serialize.precision", "baseline.n_neighbors", "baseline.n_estimators"):
-        ms.add(key, p[key], source=src, kind="int")
+    ms.add("data.n_train", p["data.n_train"], source=src, kind="int")
+    ms.add("data.n_val", p["data.n_val"], source=src, kind="int")
+    ms.add("data.n_test", p["data.n_test"], source=src, kind="int")
+    ms.add("data.z_bins", p["data.z_bins"], source=src, kind="int")
+    ms.add("spectrum.n_points", p["spectrum.n_points"], source=src, kind="int")
+    ms.add("serialize.base", p["serialize.base"], source=src, kind="int")
+    ms.add("serialize.precision", p["serialize.precision"], source=src, kind="int")
+    ms.add("baseline.n_neighbors", p["baseline.n_neighbors"], source=src, kind="int")
+    ms.add("baseline.n_estimators", p["baseline.n_estimators"], source=src, kind="int")
     depth = p["baseline.max_depth"]
     ms.add("baseline.max_depth", str(depth) if depth else "unlimited", source=src, kind="text")
     ms.add("spectrum.rescale_quantile", p["spectrum.rescale_quantile"], source=src, kind="float", precision=2)
