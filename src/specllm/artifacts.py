@@ -6,7 +6,10 @@ One registry that three consumers share:
     level and by value (specllm.fingerprint) for "within tolerance";
   * the `provenance` stage records, for each, the stage and script that made it, and writes the
     caption link macros (\\LinkFigure<Stem>, \\LinkTable<Stem>) that point at `made_by`;
-  * the lead adds new figures/tables here (e.g. the LoRA ablation) next to the report code.
+  * the report's section modules (specllm.report.section) add each figure's code-link macro
+    (`source_key`) from the row, and tests check that every row's function exists and that every
+    figure and table the paper includes has a row.
+A new figure is one function in its section module and one row here.
 
 A table or figure found in paper/generated/ without an entry still gets checked and linked:
 tables by their .tex, figures by their rendered PNG (deterministic on one machine, but it depends
@@ -29,10 +32,11 @@ from pathlib import Path
 
 FIGURES_PY = "src/specllm/report/figures.py"
 TABLES_PY = "src/specllm/report/tables.py"
-REPORT_PY = "src/specllm/stages/report.py"
+SETUP_PY = "src/specllm/report/setup.py"
 ABLATION_PY = "src/specllm/report/ablation.py"
 STABILITY_PY = "src/specllm/report/stability.py"
 VERDICTS_PY = "src/specllm/verdicts.py"
+SECTIONS = ("setup", "ablation", "stability", "verdicts")  # specllm.report.<section> makes it
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class Artifact:
     data: tuple[str, ...] = ()     # figures: the data files it is drawn from
     machine: bool = False          # tables: describes the machine, not a result
     extra: dict = field(default_factory=dict)
+    section: str = ""              # the specllm.report section module that makes it (SECTIONS)
+    source_key: str = ""           # figures: the macro key of its code link (figure.<stem>.source)
 
     @property
     def id(self) -> str:
@@ -54,52 +60,63 @@ _PREPARED_META = ("data/prepared/train_meta.csv", "data/prepared/val_meta.csv", 
 
 REGISTRY: dict[str, Artifact] = {a.id: a for a in (
     Artifact("figure", "redshift_distribution", FIGURES_PY, "redshift_distribution",
-             ("results/data_summary.json", *_PREPARED_META)),
+             ("results/data_summary.json", *_PREPARED_META),
+             section="setup", source_key="figure.redshift_distribution.source"),
     Artifact("figure", "example_spectrum", FIGURES_PY, "example_spectrum",
              ("data/serialized/train.jsonl", "data/prepared/wavelength.npy", "data/prepared/train_flux.npy",
-              "data/prepared/train_meta.csv")),
+              "data/prepared/train_meta.csv"), section="setup", source_key="figure.example_spectrum.source"),
     # Drawn from pPXF's shipped spectra and kcorrect fits computed in the report process: no stage
     # file holds its data, so the rendered PNG is what is checked (see the module docstring).
     Artifact("figure", "real_vs_reconstructed", FIGURES_PY, "real_vs_reconstructed",
-             ("paper/generated/figures/real_vs_reconstructed.png",)),
-    Artifact("figure", "colour_colour", FIGURES_PY, "colour_colour", ("data/raw/catalogue.csv",)),
+             ("paper/generated/figures/real_vs_reconstructed.png",),
+             section="setup", source_key="figure.real_vs_reconstructed.source"),
+    Artifact("figure", "colour_colour", FIGURES_PY, "colour_colour", ("data/raw/catalogue.csv",),
+             section="setup", source_key="figure.colour_colour.source"),
     Artifact("figure", "baseline_predictions", FIGURES_PY, "baseline_predictions",
-             ("results/baseline_predictions.csv", "results/baseline.json")),
+             ("results/baseline_predictions.csv", "results/baseline.json"),
+             section="setup", source_key="figure.baseline_predictions.source"),
     Artifact("figure", "ablation_predictions", FIGURES_PY, "ablation_predictions",
-             ("results/ablation_best_predictions.csv", "results/ablation.json")),
+             ("results/ablation_best_predictions.csv", "results/ablation.json"),
+             section="ablation", source_key="figure.ablation_predictions.source"),
     Artifact("figure", "ablation_per_bin", FIGURES_PY, "ablation_per_bin",
              ("results/ablation_per_bin.csv", "results/ablation.json", "results/baseline_predictions.csv",
-              "results/data_summary.json")),
-    Artifact("figure", "ablation_loss", FIGURES_PY, "loss_curves", ("results/train/*/loss.csv",)),
+              "results/data_summary.json"), section="ablation", source_key="figure.ablation_per_bin.source"),
+    Artifact("figure", "ablation_loss", FIGURES_PY, "loss_curves", ("results/train/*/loss.csv",),
+             section="ablation", source_key="figure.ablation_loss.source"),
     Artifact("figure", "stability_eigenvalues", STABILITY_PY, "_eigenvalues",
-             ("results/stability/spectral.npz", "results/stability/analysis.json")),
+             ("results/stability/spectral.npz", "results/stability/analysis.json"),
+             section="stability", source_key="stability.figure.eigenvalues.source"),
     Artifact("figure", "stability_hidden_pca", STABILITY_PY, "_hidden_pca",
              ("results/stability/hidden.npz", "results/stability/spectral.npz", "results/stability/probe.csv",
-              "results/stability/analysis.json")),
-    Artifact("figure", "stability_pss", STABILITY_PY, "_pss", ("results/stability/per_object.csv",)),
-    Artifact("figure", "stability_before_after", STABILITY_PY, "_before_after", ("results/stability/reprobe.json",)),
-    Artifact("figure", "stability_k_sigma", STABILITY_PY, "_k_sigma", ("results/stability/analysis.json",)),
-    Artifact("table", "ablation_lr", ABLATION_PY, "dimension_table"),
-    Artifact("table", "ablation_rank", ABLATION_PY, "dimension_table"),
-    Artifact("table", "ablation_epochs", ABLATION_PY, "dimension_table"),
-    Artifact("table", "ablation_retention", ABLATION_PY, "retention_table"),
-    Artifact("table", "verdicts", VERDICTS_PY, "latex_table"),
+              "results/stability/analysis.json"),
+             section="stability", source_key="stability.figure.hidden_pca.source"),
+    Artifact("figure", "stability_pss", STABILITY_PY, "_pss", ("results/stability/per_object.csv",),
+             section="stability", source_key="stability.figure.pss.source"),
+    Artifact("figure", "stability_before_after", STABILITY_PY, "_before_after", ("results/stability/reprobe.json",),
+             section="stability", source_key="stability.figure.before_after.source"),
+    Artifact("figure", "stability_k_sigma", STABILITY_PY, "_k_sigma", ("results/stability/analysis.json",),
+             section="stability", source_key="stability.figure.k_sigma.source"),
+    Artifact("table", "ablation_lr", ABLATION_PY, "dimension_table", section="ablation"),
+    Artifact("table", "ablation_rank", ABLATION_PY, "dimension_table", section="ablation"),
+    Artifact("table", "ablation_epochs", ABLATION_PY, "dimension_table", section="ablation"),
+    Artifact("table", "ablation_retention", ABLATION_PY, "retention_table", section="ablation"),
+    Artifact("table", "verdicts", VERDICTS_PY, "latex_table", section="verdicts"),
     # Throughput, peak memory and wall time of each training run: measurements, not results.
-    Artifact("table", "ablation_cost", ABLATION_PY, "cost_table", machine=True),
-    Artifact("table", "stability_summary", STABILITY_PY, "add_stability"),
-    Artifact("table", "stability_confusion", STABILITY_PY, "add_stability"),
-    Artifact("table", "stability_checks", STABILITY_PY, "add_stability"),
-    Artifact("table", "stability_categories", STABILITY_PY, "add_stability"),
-    Artifact("table", "stability_before_after", STABILITY_PY, "add_stability"),
-    Artifact("table", "stability_baselines", STABILITY_PY, "add_stability"),
-    Artifact("table", "data_summary", TABLES_PY, "data_summary"),
-    Artifact("table", "splits", TABLES_PY, "splits"),
-    Artifact("table", "baseline", TABLES_PY, "baseline"),
-    Artifact("table", "model", REPORT_PY, "build_tables"),
-    Artifact("table", "params", REPORT_PY, "build_tables"),
-    Artifact("table", "inputs", REPORT_PY, "manifest_checksums"),
-    Artifact("table", "environment", REPORT_PY, "build_tables", machine=True),
-    Artifact("table", "packages", TABLES_PY, "packages", machine=True),
+    Artifact("table", "ablation_cost", ABLATION_PY, "cost_table", machine=True, section="ablation"),
+    Artifact("table", "stability_summary", STABILITY_PY, "make_tables", section="stability"),
+    Artifact("table", "stability_confusion", STABILITY_PY, "make_tables", section="stability"),
+    Artifact("table", "stability_checks", STABILITY_PY, "make_tables", section="stability"),
+    Artifact("table", "stability_categories", STABILITY_PY, "make_tables", section="stability"),
+    Artifact("table", "stability_before_after", STABILITY_PY, "make_tables", section="stability"),
+    Artifact("table", "stability_baselines", STABILITY_PY, "make_tables", section="stability"),
+    Artifact("table", "data_summary", TABLES_PY, "data_summary", section="setup"),
+    Artifact("table", "splits", TABLES_PY, "splits", section="setup"),
+    Artifact("table", "baseline", TABLES_PY, "baseline", section="setup"),
+    Artifact("table", "model", SETUP_PY, "build_tables", section="setup"),
+    Artifact("table", "params", SETUP_PY, "build_tables", section="setup"),
+    Artifact("table", "inputs", SETUP_PY, "manifest_checksums", section="setup"),
+    Artifact("table", "environment", SETUP_PY, "build_tables", machine=True, section="setup"),
+    Artifact("table", "packages", TABLES_PY, "packages", machine=True, section="setup"),
 )}
 
 

@@ -79,6 +79,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_where(args: argparse.Namespace) -> int:
+    from specllm.report import where
+
+    try:
+        print("\n\n".join(where.lookup(args.names, _root(), args.profile)))
+    except KeyError as err:
+        print(f"error: {err.args[0]} is not a generated macro, figure:<stem> or table:<stem> "
+              "(paper/generated*/values.json, paper/reported/*.json, specllm.artifacts.REGISTRY)", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="specllm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_freeze)
     p = sub.add_parser("compare", help="this run's values beside the original paper's (data/reference/)")
     p.set_defaults(func=_cmd_compare)
+    p = sub.add_parser("where", help="trace a macro (e.g. StabilityMeanPss), figure:<stem> or table:<stem> to its "
+                                     "stage, file, key, params, code and frozen value")
+    p.add_argument("names", nargs="+", help="macro names (with or without the backslash), figure:<stem>, table:<stem>")
+    p.add_argument("--profile", default=None, help="frozen values of this profile (default: params.yaml's)")
+    p.set_defaults(func=_cmd_where)
 
     data = sub.add_parser("data", help="import real data sources").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("import-sdss17", help="validate and import the Kaggle 'Stellar Classification Dataset - SDSS17' CSV")

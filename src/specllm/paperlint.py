@@ -34,7 +34,7 @@ SKIP_ARG_CMDS = ("ref", "eqref", "label", "cite", "citep", "citet", "citealp", "
                  "vspace", "hspace", "bibliography", "bibliographystyle", "begin", "end", "setlength", "hypersetup",
                  "graphicspath", "usepackage", "documentclass", "fontsize", "rule", "resizebox", "scalebox",
                  "multicolumn", "parbox", "makebox", "raisebox", "renewcommand", "newcommand", "sisetup",
-                 "pending", "Cref", "cref", "autoref", "nameref", "pageref")
+                 "Cref", "cref", "autoref", "nameref", "pageref")
 EQUATION_CONSTANTS = {"0", "1", "2", "10", "1.4826"}  # 10: the base of log_10
 # (regex over the text around a literal, reason). The literal is allowed when a match covers it.
 ALLOW: tuple[tuple[str, str], ...] = (

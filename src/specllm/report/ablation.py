@@ -1,9 +1,9 @@
 """The LoRA study's part of the paper: the three ablation tables, the cost of each run, the best
 run's figures, language retention and the chat demonstration.
 
-Every input is read and checked by load() before anything is written (the report stage then
-writes tables, figures and macros into a fresh generated/ folder). Inputs, by the stage that
-writes them:
+One of the report's section modules (specllm.report.section: read_inputs -> make_macros ->
+make_tables -> make_figures). Every input is read and checked by load() before anything is
+written. Inputs, by the stage that writes them:
     select       results/ablation.json                 runs (lr, rank, epochs, val_/test_ metrics,
                                                        retention {set: ratio, ci_low, ci_high}),
                                                        best, selection.rule, max_unparsed_frac
@@ -36,6 +36,7 @@ from specllm.errors import InputError
 from specllm.io import read_csv, read_json
 from specllm.report import figures, tables
 from specllm.report.macros import MacroSet, format_value
+from specllm.report.section import Context, Section, add_figure_sources
 
 DIMS = ("lr", "rank", "epochs")
 DIM_LABELS = {"lr": "Learning rate", "rank": "LoRA rank", "epochs": "Epochs"}
@@ -417,3 +418,41 @@ def build_figures(data: Mapping[str, Any], fig_dir: Path, baseline_predictions: 
     written += figures.loss_curves({n: data["loss"][n] for n in run_order(data["train"])}, abl["best"],
                                    fig_dir / "ablation_loss")
     return written
+
+
+# ---------------------------------------------------------------- the section
+
+def read_inputs(ctx: Context) -> dict[str, Any] | None:
+    """The LoRA study's inputs (None when the report was not given them), with what its macros and
+    figures take from params.yaml and from the setup section (the baseline they are drawn beside)."""
+    if ctx.lora is None:
+        return None
+    data = load(ctx.lora)
+    setup = ctx.read["setup"]
+    b = setup["baseline"]
+    data["section"] = {
+        "defaults": {d: ctx.params[f"train.{d}"] for d in DIMS}, "rel": ctx.rel,
+        "constrained": bool(ctx.params["evaluate.constrained"]), "baseline_predictions": setup["predictions"],
+        "baseline_label": b["methods"][b["best"]]["label"], "baseline_key": b["best"],
+        "bin_edges": setup["summary"]["bin_edges"],
+    }
+    return data
+
+
+def make_macros(ms: MacroSet, data: Mapping[str, Any]) -> None:
+    sec = data["section"]
+    add_macros(ms, data, sec["defaults"], sec["rel"], constrained=sec["constrained"])
+    add_figure_sources(ms, "ablation")
+
+
+def make_tables(data: Mapping[str, Any]) -> dict[str, str]:
+    return build_tables(data, data["section"]["defaults"])
+
+
+def make_figures(data: Mapping[str, Any], fig_dir: Path) -> list[Path]:
+    sec = data["section"]
+    return build_figures(data, fig_dir, sec["baseline_predictions"], sec["baseline_label"], sec["baseline_key"],
+                         sec["bin_edges"])
+
+
+SECTION = Section("ablation", read_inputs, make_macros, make_tables, make_figures)

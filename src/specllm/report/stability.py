@@ -1,14 +1,16 @@
 """The stability study's part of the paper: macros, booktabs tables and figures from results/stability/.
 
-    add_stability(macros, results_dir, out_dir, reference=data/reference/scse.json) -> files read
+One of the report's section modules (specllm.report.section: read_inputs -> make_macros ->
+make_tables -> make_figures); add_stability(macros, results_dir, out_dir, reference) runs all
+four at once (tests).
 
 Every number and every qualitative claim the section prints is a macro (keys `stability.*`):
 whether order sensitivity is present, whether one K dominates, whether DPO lowered PSS and whether
 it kept accuracy are text macros decided here from the numbers. The published SCSE figures come from
 data/reference/scse.json (with its source and citation), never from the TeX.
 
-Writes out_dir/tables/stability_{summary,checks,categories,before_after,confusion}.tex and
-out_dir/figures/stability_{eigenvalues,hidden_pca,pss,before_after}.pdf|png.
+Tables stability_{summary,confusion,checks,categories,before_after,baselines}; figures
+stability_{eigenvalues,hidden_pca,pss,before_after,k_sigma} (rows of specllm.artifacts.REGISTRY).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from specllm.errors import InputError
 from specllm.io import read_csv, read_json
 from specllm.report import figures, tables
 from specllm.report.macros import MacroSet, escape_latex, format_value
+from specllm.report.section import Context, Section, add_figure_sources
 from specllm.stability.analysis import HIGH_PSS
 from specllm.vocab import CLASSES  # row order of the stability tables
 
@@ -40,11 +43,6 @@ def _json(path: Path) -> dict[str, Any]:
 
 def _csv(path: Path) -> pd.DataFrame:
     return read_csv(path, FIX, dtype={"obj_id": str}, keep_default_na=False)
-
-
-def _source(fn) -> str:
-    return r"\texttt{src/\allowbreak{}specllm/\allowbreak{}report/\allowbreak{}stability.py} (\texttt{" + \
-        escape_latex(fn.__name__) + "})"
 
 
 def _f(v: Any, kind: str = "float", precision: int | None = 3) -> str:
@@ -170,8 +168,8 @@ def compare_claim(ci: Mapping[str, Any], ref: float, testable: bool, reads_objec
     return "consistent with that value (our interval contains it)"
 
 
-def add_stability(macros: MacroSet, results_dir: Path, out_dir: Path, reference: Path | None = None) -> list[Path]:
-    """Add the stability macros, write its tables and figures; return the result files read."""
+def load(results_dir: Path, reference: Path | None = None) -> dict[str, Any]:
+    """Every result file of the stability study (results/stability/) and the published reference, read."""
     res = Path(results_dir)
     reference = Path(reference or REFERENCE)
     files = {n: res / f for n, f in (("sample", "sample.json"), ("warmup", "warmup.json"), ("probe", "probe.json"),
@@ -187,164 +185,204 @@ def add_stability(macros: MacroSet, results_dir: Path, out_dir: Path, reference:
         if not files[key].is_file():
             raise InputError(files[key], "-", "not found", FIX)
     hidden, spec = np.load(files["hidden"]), np.load(files["spectral"])
+    return {"files": files, "reference": reference, "sample": sample, "probe": probe, "an": an, "warm": warm,
+            "dpo": dpo, "rep": rep, "ref": ref, "per_object": per_object, "probe_rows": probe_rows, "hidden": hidden,
+            "spec": spec}
+
+
+def read_inputs(ctx: Context) -> dict[str, Any] | None:
+    """The study's results (None when the report was not given results/stability)."""
+    if ctx.stability is None:
+        return None
+    return load(ctx.stability, reference=paths.at(ctx.inputs.root, paths.SCSE_REFERENCE))
+
+
+def make_macros(macros: MacroSet, d: Mapping[str, Any]) -> None:
+    """Every stability macro, under its full key (stability.*)."""
+    files, reference = d["files"], d["reference"]
+    sample, probe, an, warm, dpo, rep, ref = (d[k] for k in ("sample", "probe", "an", "warm", "dpo", "rep", "ref"))
 
     def add(key: str, value: Any, src: Path, kind: str | None = None, precision: int | None = None) -> None:
-        macros.add(f"stability.{key}", value, source=_rel(src), kind=kind, precision=precision)
+        macros.add(key, value, source=_rel(src), kind=kind, precision=precision)
 
     s, p = files["sample"], files["probe"]
-    add("n_objects", sample["n_objects"], s)
-    add("n_per_class", sample["n_per_class"], s)
-    add("n_orders", sample["n_orders"], s)
-    add("n_prompts", sample["n_prompts"], s)
-    add("catalogue", "the imported SDSS17 catalogue" if sample["catalogue_source"] == "sdss17" else
+    add("stability.n_objects", sample["n_objects"], s)
+    add("stability.n_per_class", sample["n_per_class"], s)
+    add("stability.n_orders", sample["n_orders"], s)
+    add("stability.n_prompts", sample["n_prompts"], s)
+    add("stability.catalogue", "the imported SDSS17 catalogue" if sample["catalogue_source"] == "sdss17" else
         "the embedded catalogue", s)
     n_align = sum(c["alignment"] for c in sample["counts"].values())
-    add("n_alignment", n_align, s)
-    add("n_evaluation", sample["n_objects"] - n_align, s)
+    add("stability.n_alignment", n_align, s)
+    add("stability.n_evaluation", sample["n_objects"] - n_align, s)
     w = files["warmup"]
-    add("warmup.n_objects", warm["n_objects"], w)
-    add("warmup.per_class", warm["per_class"], w)
-    add("warmup.epochs", warm["settings"]["epochs"], w)
-    add("warmup.lr", warm["settings"]["lr"], w, "sci", 1)
-    add("warmup.steps", warm["steps"], w)
-    add("warmup.minutes", warm["seconds"] / 60, w, "float", 1)
+    add("stability.warmup.n_objects", warm["n_objects"], w)
+    add("stability.warmup.per_class", warm["per_class"], w)
+    add("stability.warmup.epochs", warm["settings"]["epochs"], w)
+    add("stability.warmup.lr", warm["settings"]["lr"], w, "sci", 1)
+    add("stability.warmup.steps", warm["steps"], w)
+    add("stability.warmup.minutes", warm["seconds"] / 60, w, "float", 1)
     for key in ("accuracy_before", "accuracy_after"):
-        add(f"warmup.{key}", "--" if warm[key] is None else _pct(warm[key]), w, "latex")
-    add("probe.prefix_tokens", probe.get("prefix_tokens", 0), p)
-    add("probe.prompts_per_s", probe["prompts_per_s"], p, "float", 1)
-    add("probe.tokens_per_s", probe["tokens_per_s"], p, "float", 0)
-    add("probe.mean_tokens", probe["mean_prompt_tokens"], p, "float", 0)
-    add("probe.device", probe["device"].upper() if probe["device"] == "cuda" else "CPU", p)
-    add("probe.n_tied", probe["n_tied"], p)
-    add("probe.thinking", "passed" if probe["thinking_switch"] else "not needed (the template has no switch)", p)
+        add(f"stability.warmup.{key}", "--" if warm[key] is None else _pct(warm[key]), w, "latex")
+    add("stability.probe.prefix_tokens", probe.get("prefix_tokens", 0), p)
+    add("stability.probe.prompts_per_s", probe["prompts_per_s"], p, "float", 1)
+    add("stability.probe.tokens_per_s", probe["tokens_per_s"], p, "float", 0)
+    add("stability.probe.mean_tokens", probe["mean_prompt_tokens"], p, "float", 0)
+    add("stability.probe.device", probe["device"].upper() if probe["device"] == "cuda" else "CPU", p)
+    add("stability.probe.n_tied", probe["n_tied"], p)
+    add("stability.probe.thinking", "passed" if probe["thinking_switch"] else "not needed (the template has no switch)", p)
     ft = probe["free_text"]
-    add("free.n_decoded", ft["n_decoded"], p)
-    add("free.n_unparseable", ft["n_unparseable"], p)
-    add("free.agreement", "--" if ft["agreement"] is None else format_value(ft["agreement"], "percent", 0), p, "latex")
+    add("stability.free.n_decoded", ft["n_decoded"], p)
+    add("stability.free.n_unparseable", ft["n_unparseable"], p)
+    add("stability.free.agreement", "--" if ft["agreement"] is None else format_value(ft["agreement"], "percent", 0), p, "latex")
 
     a, o = files["analysis"], an["overall"]
-    add("mean_pss", o.get("mean_pss", 0.0), a, "float", 3)
-    add("share_stable", o.get("share_stable", 0.0), a, "percent", 0)
-    add("share_high", o.get("share_high_pss", 0.0), a, "percent", 0)
-    add("high_pss_level", HIGH_PSS, Path("src/specllm/stability/analysis.py"), "float", 1)  # "PSS above 0.5"
-    add("max_pss", o.get("max_pss", 0.0), a, "float", 3)
-    add("accuracy", o.get("accuracy", 0.0), a, "percent", 0)
-    add("prompt_accuracy", an["prompt_accuracy"], a, "percent", 0)
-    add("n_unanswerable", o.get("n_unanswerable", 0), a)
+    add("stability.mean_pss", o.get("mean_pss", 0.0), a, "float", 3)
+    add("stability.share_stable", o.get("share_stable", 0.0), a, "percent", 0)
+    add("stability.share_high", o.get("share_high_pss", 0.0), a, "percent", 0)
+    add("stability.high_pss_level", HIGH_PSS, Path("src/specllm/stability/analysis.py"), "float", 1)  # "PSS above 0.5"
+    add("stability.max_pss", o.get("max_pss", 0.0), a, "float", 3)
+    add("stability.accuracy", o.get("accuracy", 0.0), a, "percent", 0)
+    add("stability.prompt_accuracy", an["prompt_accuracy"], a, "percent", 0)
+    add("stability.n_unanswerable", o.get("n_unanswerable", 0), a)
     for c in CLASSES:
         pc = an["per_class"][c]
-        add(f"class.{c}.mean_pss", pc.get("mean_pss", 0.0), a, "float", 3)
-        add(f"class.{c}.accuracy", pc.get("accuracy", 0.0), a, "percent", 0)
+        add(f"stability.class.{c}.mean_pss", pc.get("mean_pss", 0.0), a, "float", 3)
+        add(f"stability.class.{c}.accuracy", pc.get("accuracy", 0.0), a, "percent", 0)
     dec, iv, base = an["decisions"], an["intervals"], an["baselines"]
-    add("sensitivity_claim", sensitivity_claim(dec, iv, o), a, "latex")
-    add("readout_claim", readout_claim(base), a, "latex")
-    add("checks_claim", checks_claim(dec, an["checks"]), a, "latex")
-    add("pss_ci_low", iv["mean_pss"]["ci_low"], a, "float", 3)
-    add("pss_ci_high", iv["mean_pss"]["ci_high"], a, "float", 3)
-    add("acc_ci_low", iv["accuracy"]["ci_low"], a, "percent", 0)
-    add("acc_ci_high", iv["accuracy"]["ci_high"], a, "percent", 0)
-    add("prior_bound", base["prior_bound"], a, "percent", 0)
-    add("top_label", base["answers"]["top_label"], a)
-    add("top_share", base["answers"]["top_share"], a, "percent", 0)
+    add("stability.sensitivity_claim", sensitivity_claim(dec, iv, o), a, "latex")
+    add("stability.readout_claim", readout_claim(base), a, "latex")
+    add("stability.checks_claim", checks_claim(dec, an["checks"]), a, "latex")
+    add("stability.pss_ci_low", iv["mean_pss"]["ci_low"], a, "float", 3)
+    add("stability.pss_ci_high", iv["mean_pss"]["ci_high"], a, "float", 3)
+    add("stability.acc_ci_low", iv["accuracy"]["ci_low"], a, "percent", 0)
+    add("stability.acc_ci_high", iv["accuracy"]["ci_high"], a, "percent", 0)
+    add("stability.prior_bound", base["prior_bound"], a, "percent", 0)
+    add("stability.top_label", base["answers"]["top_label"], a)
+    add("stability.top_share", base["answers"]["top_share"], a, "percent", 0)
     ra = an["representative"]
-    add("rep.accuracy", _ci(ra["accuracy"], "percent"), a, "latex")
-    add("rep.agree", ra["share_agree_majority"], a, "percent", 0)
+    add("stability.rep.accuracy", _ci(ra["accuracy"], "percent"), a, "latex")
+    add("stability.rep.agree", ra["share_agree_majority"], a, "percent", 0)
     var = an["variance"]
     for space in ("raw", "centred"):
         for part in ("order", "object"):
-            add(f"var.{space}.{part}", _ci(var[space][part], "percent", key="share"), a, "latex")
-    add("k_dominant", an["k_dominant"], a)
-    add("k_dominant_share", an["k_dominant_share"], a, "percent", 0)
-    add("k_one_share", an["k_counts"].get("1", 0) / max(1, an["n_objects"]), a, "percent", 0)
-    add("k_sentence", k_sentence(an), a, "latex")
-    add("sigma_scan_low", an["k_scan"][0]["sigma"], a, "sci", 0)
-    add("sigma_scan_high", an["k_scan"][-1]["sigma"], a, "sci", 0)
-    add("share_aligned", an["share_aligned"], a, "percent", 0)
-    add("sigma", an["sigma"], a, "float", 2)
+            add(f"stability.var.{space}.{part}", _ci(var[space][part], "percent", key="share"), a, "latex")
+    add("stability.k_dominant", an["k_dominant"], a)
+    add("stability.k_dominant_share", an["k_dominant_share"], a, "percent", 0)
+    add("stability.k_one_share", an["k_counts"].get("1", 0) / max(1, an["n_objects"]), a, "percent", 0)
+    add("stability.k_sentence", k_sentence(an), a, "latex")
+    add("stability.sigma_scan_low", an["k_scan"][0]["sigma"], a, "sci", 0)
+    add("stability.sigma_scan_high", an["k_scan"][-1]["sigma"], a, "sci", 0)
+    add("stability.share_aligned", an["share_aligned"], a, "percent", 0)
+    add("stability.sigma", an["sigma"], a, "float", 2)
     checks = an["checks"]
-    add("checks_total", len(checks), a)
+    add("stability.checks_total", len(checks), a)
 
     d = files["dpo"]
     for cat, n in dpo["categories"].items():
-        add(f"cat.{cat}", n, d)
-    add("dpo.n_pairs", dpo["n_pairs"], d)
-    add("dpo.steps", dpo["steps"], d)
-    add("dpo.pair_orders", dpo["pair_orders"], d)
-    add("dpo.beta", dpo["settings"]["beta"], d, "float", 2)
-    add("dpo.lr", dpo["settings"]["lr"], d, "sci", 1)
-    add("dpo.epochs", dpo["settings"]["epochs"], d)
-    add("dpo.rank", dpo["settings"]["rank"], d)
-    add("dpo.loss_first", dpo["loss_first"] if dpo["loss_first"] is not None else 0.0, d, "float", 3)
-    add("dpo.loss_last", dpo["loss_last"] if dpo["loss_last"] is not None else 0.0, d, "float", 3)
-    add("dpo.peak_mib", dpo["peak_memory_bytes"] / 2**20, d, "float", 0)
-    add("dpo.model_mib", dpo["model_bytes"] / 2**20, d, "float", 1)
-    add("dpo.adapter_mib", dpo["adapter_bytes"] / 2**20, d, "float", 2)
-    add("dpo.optimizer_mib", dpo["optimizer_bytes"] / 2**20, d, "float", 2)
-    add("dpo.peak_over_model", dpo["peak_over_model"], d, "float", 1)
-    add("dpo.peak_kind", "CUDA maximum allocated memory" if dpo["device"] == "cuda" else
+        add(f"stability.cat.{cat}", n, d)
+    add("stability.dpo.n_pairs", dpo["n_pairs"], d)
+    add("stability.dpo.steps", dpo["steps"], d)
+    add("stability.dpo.pair_orders", dpo["pair_orders"], d)
+    add("stability.dpo.beta", dpo["settings"]["beta"], d, "float", 2)
+    add("stability.dpo.lr", dpo["settings"]["lr"], d, "sci", 1)
+    add("stability.dpo.epochs", dpo["settings"]["epochs"], d)
+    add("stability.dpo.rank", dpo["settings"]["rank"], d)
+    add("stability.dpo.loss_first", dpo["loss_first"] if dpo["loss_first"] is not None else 0.0, d, "float", 3)
+    add("stability.dpo.loss_last", dpo["loss_last"] if dpo["loss_last"] is not None else 0.0, d, "float", 3)
+    add("stability.dpo.peak_mib", dpo["peak_memory_bytes"] / 2**20, d, "float", 0)
+    add("stability.dpo.model_mib", dpo["model_bytes"] / 2**20, d, "float", 1)
+    add("stability.dpo.adapter_mib", dpo["adapter_bytes"] / 2**20, d, "float", 2)
+    add("stability.dpo.optimizer_mib", dpo["optimizer_bytes"] / 2**20, d, "float", 2)
+    add("stability.dpo.peak_over_model", dpo["peak_over_model"], d, "float", 1)
+    add("stability.dpo.peak_kind", "CUDA maximum allocated memory" if dpo["device"] == "cuda" else
         "peak resident set size of the process (Python, libraries and data included)", d)
-    add("dpo.trainable", dpo["trainable_params"], d)
+    add("stability.dpo.trainable", dpo["trainable_params"], d)
 
     r, cmp = files["reprobe"], rep["comparison"]
     for group in ("all", *CLASSES):
         g = cmp.get(group)
         if g is None:
             continue
-        key = "after" if group == "all" else f"after.{group}"
-        add(f"{key}.pss_before", g["pss_before"], r, "float", 3)
-        add(f"{key}.pss_after", g["pss_after"], r, "float", 3)
-        add(f"{key}.acc_before", g["accuracy_before"], r, "percent", 0)
-        add(f"{key}.acc_after", g["accuracy_after"], r, "percent", 0)
+        if group == "all":
+            add("stability.after.pss_before", g["pss_before"], r, "float", 3)
+            add("stability.after.pss_after", g["pss_after"], r, "float", 3)
+            add("stability.after.acc_before", g["accuracy_before"], r, "percent", 0)
+            add("stability.after.acc_after", g["accuracy_after"], r, "percent", 0)
+        else:
+            add(f"stability.after.{group}.pss_before", g["pss_before"], r, "float", 3)
+            add(f"stability.after.{group}.pss_after", g["pss_after"], r, "float", 3)
+            add(f"stability.after.{group}.acc_before", g["accuracy_before"], r, "percent", 0)
+            add(f"stability.after.{group}.acc_after", g["accuracy_after"], r, "percent", 0)
     g = cmp["all"]
-    add("after.pss_diff", g["pss_test"]["mean_diff"], r, "float", 3)
-    add("after.pss_ci_low", g["pss_test"]["ci_low"], r, "float", 3)
-    add("after.pss_ci_high", g["pss_test"]["ci_high"], r, "float", 3)
-    add("after.pss_p", g["pss_test"]["p_value"], r, "float", 2)
-    add("after.acc_diff", g["accuracy_test"]["mean_diff"], r, "percent", 0)
-    add("after.acc_p", g["accuracy_test"]["p_value"], r, "float", 2)
-    add("after.n", g["n"], r)
-    add("reprobe.prompts_per_s", rep["timing"]["prompts_per_s"], r, "float", 1)
-    add("after.claim", after_claim(g, dec["testable"], dec.get("above_prior", True)), r)
+    add("stability.after.pss_diff", g["pss_test"]["mean_diff"], r, "float", 3)
+    add("stability.after.pss_ci_low", g["pss_test"]["ci_low"], r, "float", 3)
+    add("stability.after.pss_ci_high", g["pss_test"]["ci_high"], r, "float", 3)
+    add("stability.after.pss_p", g["pss_test"]["p_value"], r, "float", 2)
+    add("stability.after.acc_diff", g["accuracy_test"]["mean_diff"], r, "percent", 0)
+    add("stability.after.acc_p", g["accuracy_test"]["p_value"], r, "float", 2)
+    add("stability.after.n", g["n"], r)
+    add("stability.reprobe.prompts_per_s", rep["timing"]["prompts_per_s"], r, "float", 1)
+    add("stability.after.claim", after_claim(g, dec["testable"], dec.get("above_prior", True)), r)
     ci = g["pss_test"]
     significant = ci["ci_high"] < 0 or ci["ci_low"] > 0
-    add("after.significance", "the paired interval excludes zero" if significant else "the paired interval includes zero", r)
+    add("stability.after.significance", "the paired interval excludes zero" if significant else "the paired interval includes zero", r)
 
-    add("scse.mean_pss", ref["mean_pss"], reference, "float", 4)
-    add("scse.share_stable", ref["share_fully_stable"], reference, "percent", 0)
-    add("scse.dpo_before", ref["dpo_pss_before"], reference, "float", 3)
-    add("scse.dpo_after", ref["dpo_pss_after"], reference, "float", 3)
-    add("scse.cite", ref["citation"], reference, "latex")
-    add("scse.method_cite", ref.get("method_citation", ref["citation"]), reference, "latex")
-    add("scse.compare", compare_claim(iv["mean_pss"], ref["mean_pss"], dec["testable"], dec.get("above_prior", True)), a,
-        "latex")
+    add("stability.scse.mean_pss", ref["mean_pss"], reference, "float", 4)
+    add("stability.scse.share_stable", ref["share_fully_stable"], reference, "percent", 0)
+    add("stability.scse.dpo_before", ref["dpo_pss_before"], reference, "float", 3)
+    add("stability.scse.dpo_after", ref["dpo_pss_after"], reference, "float", 3)
+    add("stability.scse.cite", ref["citation"], reference, "latex")
+    add("stability.scse.method_cite", ref.get("method_citation", ref["citation"]), reference, "latex")
+    add("stability.scse.compare", compare_claim(iv["mean_pss"], ref["mean_pss"], dec["testable"], dec.get("above_prior", True)),
+        a, "latex")
 
-    out = Path(out_dir)
-    _tables(an, dpo, cmp, out / "tables")
-    _baselines_table(an, out / "tables")
-    figs = [_eigenvalues(spec, an, out / "figures" / "stability_eigenvalues"),
-            _hidden_pca(hidden, spec, probe_rows, an, out / "figures" / "stability_hidden_pca"),
-            _pss(per_object, out / "figures" / "stability_pss"),
-            _before_after(cmp, out / "figures" / "stability_before_after"),
-            _k_sigma(an, out / "figures" / "stability_k_sigma")]
-    for fn in figs:
-        macros.add(f"stability.figure.{fn.__name__.strip('_')}.source", _source(fn),
-                   source="src/specllm/report/stability.py", kind="latex")
-    return [files[k] for k in ("sample", "warmup", "probe", "analysis", "dpo", "reprobe", "per_object", "probe_csv", "hidden",
-                               "spectral")] + [reference]
+    add_figure_sources(macros, "stability")
+
+
+def make_tables(d: Mapping[str, Any]) -> dict[str, str]:
+    return {**_tables(d["an"], d["dpo"], d["rep"]["comparison"]), **_baselines_table(d["an"])}
+
+
+def make_figures(d: Mapping[str, Any], fig_dir: Path) -> list[Path]:
+    an, spec, cmp = d["an"], d["spec"], d["rep"]["comparison"]
+    drawn = [_eigenvalues(spec, an, fig_dir / "stability_eigenvalues"),
+             _hidden_pca(d["hidden"], spec, d["probe_rows"], an, fig_dir / "stability_hidden_pca"),
+             _pss(d["per_object"], fig_dir / "stability_pss"),
+             _before_after(cmp, fig_dir / "stability_before_after"),
+             _k_sigma(an, fig_dir / "stability_k_sigma")]
+    return [fig_dir / f"stability_{fn.__name__.strip('_')}.pdf" for fn in drawn]
+
+
+SECTION = Section("stability", read_inputs, make_macros, make_tables, make_figures)
+
+
+def add_stability(macros: MacroSet, results_dir: Path, out_dir: Path, reference: Path | None = None) -> list[Path]:
+    """All of the section at once (tests): add the macros, write the tables and figures under out_dir;
+    return the result files read."""
+    d = load(results_dir, reference)
+    make_macros(macros, d)
+    for name, text in sorted(make_tables(d).items()):
+        tables.write(Path(out_dir) / "tables" / f"{name}.tex", text)
+    make_figures(d, Path(out_dir) / "figures")
+    files = d["files"]
+    return [files[k] for k in ("sample", "warmup", "probe", "analysis", "dpo", "reprobe", "per_object", "probe_csv",
+                               "hidden", "spectral")] + [d["reference"]]
 
 
 # ---------------------------------------------------------------- tables
 
-def _tables(an: Mapping[str, Any], dpo: Mapping[str, Any], cmp: Mapping[str, Any], folder: Path) -> None:
+def _tables(an: Mapping[str, Any], dpo: Mapping[str, Any], cmp: Mapping[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
     rows = []
     for name, s in [*((c, an["per_class"][c]) for c in CLASSES), ("all", an["overall"])]:
         rows.append([escape_latex(name), _f(s.get("n", 0), "int"), _f(s.get("mean_pss")), _f(s.get("share_stable"), "percent", 0),
                      _f(s.get("share_high_pss"), "percent", 0), _f(s.get("max_pss")), _f(s.get("accuracy"), "percent", 0)])
     rows.insert(3, tables.MIDRULE)
-    tables.write(folder / "stability_summary.tex", tables.booktabs(
+    out["stability_summary"] = (tables.booktabs(
         ["class", "$n$", "mean PSS", "PSS $=0$", "PSS $>0.5$", "max PSS", "accuracy"], rows, ["l"] + ["r"] * 6))
     crow = [[escape_latex(c), *(_f(an["confusion"][c][x], "int") for x in (*CLASSES, "none"))] for c in CLASSES]
-    tables.write(folder / "stability_confusion.tex", tables.booktabs(
+    out["stability_confusion"] = (tables.booktabs(
         ["true \\textbackslash{} answer", *CLASSES, "none"], crow, ["l"] + ["r"] * 4))
     chk = []
     for c in an["checks"]:
@@ -352,12 +390,12 @@ def _tables(an: Mapping[str, Any], dpo: Mapping[str, Any], cmp: Mapping[str, Any
         result = ("pass" if c["passed"] else "fail") if an["decisions"]["testable"] else "not testable"
         chk.append([escape_latex(c["name"].replace("_", " ")), result,
                     _f(c["n_failing"], "int"), escape_latex(fails) or "--"])
-    tables.write(folder / "stability_checks.tex", tables.booktabs(
+    out["stability_checks"] = (tables.booktabs(
         ["check", "result", "failing", "objects (first four)"], chk, ["l", "l", "r", "p{0.38\\linewidth}"]))
     cats = [[escape_latex(k.replace("_", " ")), _f(v, "int")] for k, v in dpo["categories"].items()]
     cats.append(tables.MIDRULE)
     cats.append(["preference pairs", _f(dpo["n_pairs"], "int")])
-    tables.write(folder / "stability_categories.tex", tables.booktabs(["category", "objects"], cats, ["l", "r"]))
+    out["stability_categories"] = tables.booktabs(["category", "objects"], cats, ["l", "r"])
     ba = []
     for group in ("all", *CLASSES):
         g = cmp.get(group)
@@ -367,12 +405,13 @@ def _tables(an: Mapping[str, Any], dpo: Mapping[str, Any], cmp: Mapping[str, Any
         ba.append([escape_latex(group), _f(g["n"], "int"), _f(g["pss_before"]), _f(g["pss_after"]),
                    f"[{_f(t['ci_low'])}, {_f(t['ci_high'])}]", _f(g["accuracy_before"], "percent", 0),
                    _f(g["accuracy_after"], "percent", 0)])
-    tables.write(folder / "stability_before_after.tex", tables.booktabs(
+    out["stability_before_after"] = (tables.booktabs(
         ["set", "$n$", "PSS before", "PSS after", "95\\% CI of change", "acc.\\ before", "acc.\\ after"], ba,
         ["l"] + ["r"] * 6))
+    return out
 
 
-def _baselines_table(an: Mapping[str, Any], folder: Path) -> None:
+def _baselines_table(an: Mapping[str, Any]) -> dict[str, str]:
     """The model's majority-answer accuracy beside the classification null baselines."""
     b, iv = an["baselines"], an["intervals"]
     n_ev = b["model_evaluation"]["n"]
@@ -388,8 +427,9 @@ def _baselines_table(an: Mapping[str, Any], folder: Path) -> None:
                       ("model_prior_held_out", "the model's most frequent answer per order")):
         if key in b:
             rows.append([name, _f(n_ev, "int"), _pct(b[key]["accuracy"])])
-    tables.write(folder / "stability_baselines.tex", tables.booktabs(
-        ["classifier (accuracy of the per-object answer)", "objects", "accuracy"], rows, ["l", "r", "r"]))
+    table = tables.booktabs(
+        ["classifier (accuracy of the per-object answer)", "objects", "accuracy"], rows, ["l", "r", "r"])
+    return {"stability_baselines": table}
 
 
 # ---------------------------------------------------------------- figures

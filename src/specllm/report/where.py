@@ -1,0 +1,293 @@
+"""`specllm where <Macro>`: one hop from a number in the paper to the code, file and params behind it.
+
+For a macro name (with or without the backslash) it prints
+  * the stage that writes the macro (report: paper/generated/macros.tex; provenance:
+    paper/generated_provenance/macros.tex) and its key (the dotted name in the code);
+  * the output file the value is read from and the DVC stage that writes that file;
+  * the params that stage declares in dvc.yaml, with their values in params.yaml (a macro read from
+    params.yaml: that one key);
+  * the code that adds it: module:function and line of every `ms.add("<key>", ...)` whose key, written
+    out in full (an f-string's {...} parts stand for one dotted part each), matches;
+  * its value in this checkout's paper/generated/ (if built) and its frozen value in
+    paper/reported/<profile>.json.
+The record comes from paper/generated*/values.json when built, else from paper/reported/*.json;
+a macro in neither (the provenance stage's caption links before a run) is found from its name alone.
+
+Figures and tables: `specllm where figure:<stem>` (or table:<stem>, or a caption link
+\\LinkFigure<Stem>) prints specllm.artifacts.REGISTRY's row.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from specllm.report.macros import macro_name
+
+SRC = Path(__file__).resolve().parents[1]  # src/specllm
+GENERATED_VALUES = {"report": "paper/generated/values.json", "provenance": "paper/generated_provenance/values.json"}
+_KEY_TEXT = re.compile(r"[A-Za-z0-9._ -]*")
+
+
+@dataclass(frozen=True)
+class Producer:
+    """One `add("<key>", ...)` call in the code: `template` is its key, {} where an f-string computes a part."""
+
+    template: str
+    module: str
+    function: str
+    line: int
+
+    @property
+    def code(self) -> str:
+        return f"{self.module}:{self.function} (line {self.line})"
+
+    @property
+    def exact(self) -> bool:
+        return "{}" not in self.template
+
+    def matches_key(self, key: str) -> bool:
+        parts = [re.escape(p) for p in self.template.split("{}")]
+        return re.fullmatch(r"[A-Za-z0-9_ -]+".join(parts), key) is not None
+
+    def matches_name(self, name: str) -> bool:
+        """The macro name could come from this key (used when no values file records the macro)."""
+        pieces = []
+        for part in self.template.split("{}"):
+            core = part.strip("._ -")
+            pieces.append(re.escape(macro_name(core)) if core else "")
+        return re.fullmatch("[A-Za-z]+".join(pieces), name) is not None
+
+
+def _template(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        text = node.value
+    elif isinstance(node, ast.JoinedStr):
+        text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+    else:
+        return None
+    literal = text.replace("{}", "")
+    return text if re.search(r"[A-Za-z]", literal) and _KEY_TEXT.fullmatch(literal) else None
+
+
+class _Finder(ast.NodeVisitor):
+    def __init__(self, module: str) -> None:
+        self.module, self.stack, self.found = module, [], []
+
+    def _scope(self, node) -> None:
+        self.stack.append(node.name)
+        self.generic_visit(node)
+        self.stack.pop()
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _scope
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        if name == "add" and node.args and (t := _template(node.args[0])) is not None:
+            self.found.append(Producer(t, self.module, ".".join(self.stack) or "<module>", node.lineno))
+        for kw in node.keywords:  # a registry row's code-link macro: artifacts.Artifact(..., source_key="...")
+            if kw.arg == "source_key" and isinstance(kw.value, ast.Constant) and kw.value.value:
+                self.found.append(Producer(kw.value.value, "specllm.report.section", "add_figure_sources "
+                                           f"(the specllm.artifacts.REGISTRY row at line {node.lineno})", node.lineno))
+        self.generic_visit(node)
+
+
+@lru_cache(maxsize=1)
+def producers() -> tuple[Producer, ...]:
+    """Every macro-adding call under src/specllm, by a static read of the code (nothing is imported)."""
+    out: list[Producer] = []
+    for file in sorted(SRC.rglob("*.py")):
+        module = "specllm." + ".".join(file.relative_to(SRC).with_suffix("").parts)
+        finder = _Finder(module.removesuffix(".__init__"))
+        finder.visit(ast.parse(file.read_text(encoding="utf-8"), str(file)))
+        out.extend(finder.found)
+    return tuple(out)
+
+
+def code_for(key: str | None, name: str) -> list[Producer]:
+    """The calls that add `key` (exact keys first; f-string templates only when none is exact)."""
+    if key is not None:
+        hits = [p for p in producers() if p.matches_key(key)]
+    else:
+        hits = [p for p in producers() if p.matches_name(name)]
+    exact = [p for p in hits if p.exact]
+    return exact or hits
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+@lru_cache(maxsize=4)
+def _records(root: Path) -> tuple[dict[str, tuple[str, Mapping[str, Any]]], dict[str, dict[str, Any]]]:
+    """({name: (writing stage, record)} from paper/generated*/values.json, {profile: frozen values})."""
+    current: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    for stage, rel in GENERATED_VALUES.items():
+        for m in _load(root / rel).get("macros", []):
+            current[m["name"]] = (stage, m)
+    frozen = {f.stem: _load(f).get("values", {}) for f in sorted((root / "paper" / "reported").glob("*.json"))}
+    return current, frozen
+
+
+@lru_cache(maxsize=4)
+def _params(root: Path) -> dict[str, Any]:
+    """params.yaml, flat (empty when it does not load)."""
+    from specllm import config
+    from specllm.errors import InputError
+
+    try:
+        return config.load(root / "params.yaml")
+    except (InputError, OSError):
+        return {}
+
+
+@lru_cache(maxsize=64)
+def _declared(stage: str, root: Path) -> tuple[str, ...]:
+    from specllm import config
+    from specllm.errors import InputError
+
+    try:
+        return tuple(config.declared_params(stage, root / "dvc.yaml"))
+    except (InputError, OSError):
+        return ()
+
+
+def _stage_params(stage: str | None, source: str, key: str, root: Path) -> dict[str, Any]:
+    flat = _params(root)
+    if source == "params.yaml":
+        return {key: flat[key]} if key in flat else {}
+    if not stage:
+        return {}
+    declared = _declared(stage, root)
+    return {k: v for k, v in sorted(flat.items()) if any(k == d or k.startswith(d + ".") for d in declared)}
+
+
+def _profile(root: Path) -> str | None:
+    profile = _params(root).get("profile")
+    return None if profile is None else str(profile)
+
+
+def where(name: str, root: Path, profile: str | None = None) -> dict[str, Any]:
+    """Everything `specllm where` prints for one macro (KeyError: no such generated macro)."""
+    name = name.lstrip("\\")
+    current, frozen = _records(root)
+    profile = profile or _profile(root)
+    frozen_rec = (frozen.get(profile) or {}).get(name) if profile else None
+    any_frozen = next((v[name] for v in frozen.values() if name in v), None)
+    if name in current:
+        writer, rec = current[name]
+    elif frozen_rec is not None or any_frozen is not None:
+        writer, rec = "report", frozen_rec or any_frozen
+    else:
+        writer, rec = None, None
+    key = rec["key"] if rec else None
+    code = code_for(key, name)
+    if rec is None and not code:
+        raise KeyError(name)
+    if writer is None:
+        writer = "provenance" if all(p.module == "specllm.stages.provenance" for p in code) else "report"
+    source = str(rec.get("source") or "") if rec else ""
+    from_stage = (frozen_rec or any_frozen or {}).get("stage") if rec else None
+    if rec is not None and from_stage is None and source and source != "params.yaml":
+        from_stage = _producer_stage(source, root)
+    return {
+        "name": name, "key": key, "writer": writer,
+        "output": "paper/generated_provenance/macros.tex" if writer == "provenance" else "paper/generated/macros.tex",
+        "source": source, "source_stage": from_stage,
+        "params": _stage_params(from_stage, source, key or "", root) if rec else {},
+        "code": [p.code for p in code],
+        "current": current[name][1].get("text") if name in current else None,
+        "frozen": {"profile": profile, "text": frozen_rec.get("text"), "value": frozen_rec.get("value")}
+        if frozen_rec else None,
+        "frozen_profiles": sorted(p for p, v in frozen.items() if name in v),
+    }
+
+
+@lru_cache(maxsize=256)
+def _producer_stage(path: str, root: Path) -> str | None:
+    """The dvc.yaml stage whose outs hold `path` (data/raw: data.dvc)."""
+    from ruamel.yaml import YAML
+
+    if path == "data/raw" or path.startswith("data/raw/"):
+        return "data.dvc"
+    try:
+        stages = YAML(typ="safe").load((root / "dvc.yaml").read_text())["stages"]
+    except (OSError, KeyError, TypeError):
+        return None
+    for stage, spec in stages.items():
+        for out in (spec.get("do", spec).get("outs") or []):
+            out = out if isinstance(out, str) else next(iter(out))
+            if "${" not in out and (path == out or path.startswith(out.rstrip("/") + "/")):
+                return stage
+    return None
+
+
+def artifact(ident: str) -> dict[str, Any]:
+    """The registry row of figure:<stem>, table:<stem> or a caption link \\Link{Figure,Table}<Stem>."""
+    from specllm import artifacts
+
+    ident = ident.lstrip("\\")
+    for art in artifacts.REGISTRY.values():
+        if ident in (art.id, macro_name(f"link.{art.kind}.{art.stem}")):
+            return {"id": art.id, "section": f"specllm.report.{art.section}", "made_by": art.made_by,
+                    "function": art.function, "data": list(art.data), "machine": art.machine,
+                    "output": f"paper/generated/{art.kind}s/{art.stem}" + (".pdf" if art.kind == "figure" else ".tex"),
+                    "caption_link": "\\" + macro_name(f"link.{art.kind}.{art.stem}"),
+                    "code_link_macro": "\\" + macro_name(art.source_key) if art.source_key else None}
+    raise KeyError(ident)
+
+
+def render(found: Mapping[str, Any]) -> str:
+    if "made_by" in found:
+        lines = [f"{found['id']}  (caption link {found['caption_link']})",
+                 f"  output   {found['output']}",
+                 f"  code     {found['made_by']}:{found['function']}  (section {found['section']})"]
+        if found["data"]:
+            lines.append(f"  data     {', '.join(found['data'])}")
+        if found["code_link_macro"]:
+            lines.append(f"  macro    {found['code_link_macro']}")
+        return "\n".join(lines)
+    src = found["source"] or "(not recorded: no values file holds it yet)"
+    stage = f" (written by {found['source_stage']})" if found["source_stage"] else ""
+    lines = [f"\\{found['name']}  key {found['key'] or '(from the name: see the code)'}",
+             f"  stage    {found['writer']} -> {found['output']}",
+             f"  from     {src}{stage}",
+             "  params   " + (", ".join(f"{k}={v}" for k, v in found["params"].items()) + " (params.yaml now)"
+                                  if found["params"] else "none"),
+             "  code     " + ("\n           ".join(found["code"]) or "(no add call matches: write the key in full)")]
+    if found["current"] is not None:
+        lines.append(f"  built    {found['current']}")
+    f = found["frozen"]
+    if f:
+        lines.append(f"  frozen   {f['text']}  (value {f['value']!r}, paper/reported/{f['profile']}.json)")
+    else:
+        lines.append("  frozen   " + (f"not in this profile's file; in {', '.join(found['frozen_profiles'])}"
+                                      if found["frozen_profiles"] else "not frozen (paper/reported/*.json)"))
+    return "\n".join(lines)
+
+
+def lookup(names: Iterable[str], root: Path, profile: str | None = None) -> list[str]:
+    """The printed answer for each name (a macro, figure:<stem> or table:<stem>); KeyError: unknown."""
+    out = []
+    for name in names:
+        bare = name.lstrip("\\")
+        if bare.startswith(("figure:", "table:")):
+            out.append(render(artifact(bare)))
+            continue
+        text = render(where(bare, root, profile))
+        try:  # a caption link: the registry row it points at, too
+            text += "\n" + render(artifact(bare))
+        except KeyError:
+            pass
+        out.append(text)
+    return out

@@ -1,0 +1,84 @@
+"""One hop from a paper number to its code: `specllm where`, full macro keys, the figure/table registry."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from specllm import artifacts, cli
+from specllm.report import where
+
+ROOT = Path(__file__).resolve().parents[1]
+TEX = [ROOT / "paper" / "main.tex", *sorted((ROOT / "paper" / "sections").glob("*.tex"))]
+
+
+def _frozen() -> dict[str, dict]:
+    """The smoke profile's frozen values (small.json is an older freeze: a few of its macros are gone)."""
+    return json.loads((ROOT / "paper" / "reported" / "smoke.json").read_text(encoding="utf-8"))["values"]
+
+
+def _paper_commands() -> set[str]:
+    return {n for f in TEX for n in re.findall(r"\\([A-Za-z]+)", f.read_text(encoding="utf-8"))}
+
+
+def test_every_frozen_macro_has_its_add_call():
+    """Every reported macro's key is written out where it is added (no key built from a prefix and a suffix)."""
+    missing = [(name, rec["key"]) for name, rec in _frozen().items() if not where.code_for(rec["key"], name)]
+    assert not missing, f"no ms.add call writes these keys in full: {missing}"
+
+
+def test_where_finds_every_generated_macro_the_paper_uses():
+    frozen = _frozen()
+    links = {where.macro_name(f"link.{a.kind}.{a.stem}") for a in artifacts.REGISTRY.values()}
+    used = sorted(n for n in _paper_commands() if n in frozen or n in links)
+    assert len(used) > 200
+    for name in used:
+        found = where.where(name, ROOT, profile="smoke")
+        assert found["code"], name
+        assert found["writer"] in ("report", "provenance"), name
+        if name in frozen:
+            assert found["key"] == frozen[name]["key"] and found["source"], name
+    text = where.lookup(["StabilityMeanPss"], ROOT, profile="smoke")[0]
+    assert "stability.mean_pss" in text and "specllm.report.stability:make_macros" in text
+    assert "results/stability/analysis.json" in text and "paper/reported/smoke.json" in text
+    assert "specllm.stages.provenance:build_macros" in where.lookup(["\\LinkFigureColourColour"], ROOT)[0]
+
+
+def test_where_cli(capsys):
+    assert cli.main(["where", "BaselineBestMae", "--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "baseline.best.mae" in out and "specllm.report.setup:build_macros" in out and "smoke.json" in out
+    assert cli.main(["where", "figure:colour_colour"]) == 0
+    assert "src/specllm/report/figures.py:colour_colour" in capsys.readouterr().out
+    assert cli.main(["where", "NoSuchMacroAnywhere"]) == 2
+
+
+@pytest.mark.parametrize("art", list(artifacts.REGISTRY.values()), ids=lambda a: a.id)
+def test_every_registered_function_exists(art):
+    module = importlib.import_module(art.made_by.removeprefix("src/").removesuffix(".py").replace("/", "."))
+    assert callable(getattr(module, art.function, None)), f"{art.made_by} has no {art.function}"
+    assert art.section in artifacts.SECTIONS
+    if art.kind == "figure":
+        assert art.source_key, f"{art.id}: give its code-link macro key"
+
+
+def test_every_paper_figure_and_table_is_registered():
+    text = "\n".join(f.read_text(encoding="utf-8") for f in TEX)
+    figures = set(re.findall(r"\\includegraphics(?:\[[^\]]*\])?\{([A-Za-z0-9_]+)\}", text))
+    tables = set(re.findall(r"\\input\{generated/tables/([A-Za-z0-9_]+)\.tex\}", text))
+    assert figures and tables
+    missing = sorted(({f"figure:{f}" for f in figures} | {f"table:{t}" for t in tables}) - set(artifacts.REGISTRY))
+    assert not missing, f"add a row to specllm.artifacts.REGISTRY for {missing}"
+
+
+def test_figure_code_links_are_frozen_macros():
+    """The registry's code-link keys are the reported macros' (their names and values must not move)."""
+    frozen = _frozen()
+    for art in artifacts.REGISTRY.values():
+        if art.source_key:
+            name = where.macro_name(art.source_key)
+            assert name in frozen and frozen[name]["key"] == art.source_key, art.id
