@@ -229,3 +229,11 @@ def test_a_prior_readout_is_not_compared_with_scse():
     assert compare_claim(ci, 0.0916, True, reads_object=False).startswith("not comparable with that value")
     g = {"pss_test": {"ci_low": 0.0, "ci_high": 0.044}, "accuracy_test": {"ci_low": 0.0, "ci_high": 0.0}}
     assert "label prior" in after_claim(g, True, reads_object=False) and "label prior" not in after_claim(g, True)
+
+
+def test_a_percent_interval_is_printed_outward():
+    # the small run's science retention: 71.4% [58.4%, 85.29%] against the original's 85.2%; whole percents
+    # rounded to nearest would print [58%, 85%] beside "consistent with 85.2%"
+    d = {"ratio": 0.714, "ci_low": 0.584, "ci_high": 0.8529}
+    assert claims._interval(d, "percent", 1, latex=False) == "71.4% [58%, 86%]"
+    assert claims._interval({"ratio": 0.5, "ci_low": 0.42, "ci_high": 0.57}, "percent", 1, latex=False) == "50.0% [42%, 57%]"

@@ -104,6 +104,10 @@ def _interval(d: Mapping[str, Any] | None, kind: str = "float", precision: int =
         return ("$+$" if sign and x > 0 else "") + text
 
     ci_digits = 0 if kind == "percent" else precision  # a percentage's interval to the whole percent
+    if kind == "percent" and lo is not None and hi is not None:
+        # rounded outward, so the printed interval contains the computed one: 85.29% printed as 85% would
+        # sit beside "consistent with 85.2%" as if it excluded it
+        lo, hi = math.floor(round(100 * lo, 9)) / 100, math.ceil(round(100 * hi, 9)) / 100
     ci = "" if lo is None or hi is None else f" [{f(lo, digits=ci_digits)}, {f(hi, digits=ci_digits)}]"
     return f(mid, sign=kind != "percent") + ci
 
