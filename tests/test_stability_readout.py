@@ -47,6 +47,21 @@ def test_warmup_objects_are_disjoint_from_the_probed_ones_and_class_balanced(tmp
     assert len(features.sample_warmup(cat, probed, 0, 3, tmp_path / "c.csv")) == 0
 
 
+def test_warmup_orders_are_distinct_per_object_never_probed_and_seeded():
+    probed = features.make_orders(15, 7)
+    orders = features.warmup_orders(50, 4, probed, 7)
+    assert len(orders) == 50 and all(len(mine) == 4 for mine in orders)
+    taught = [perm for mine in orders for _, perm in mine]
+    assert not set(taught) & {perm for _, perm in probed}
+    assert all(len({perm for _, perm in mine}) == 4 for mine in orders)
+    assert all(sorted(perm) == list(range(features.N_FEATURES)) for perm in taught)
+    assert len(set(taught)) > 150  # objects get different orders, not one shared set
+    assert orders == features.warmup_orders(50, 4, probed, 7) and orders != features.warmup_orders(50, 4, probed, 8)
+    with pytest.raises(InputError) as err:
+        features.warmup_orders(1, 0, probed, 7)
+    assert err.value.field == "stability.warmup_orders"
+
+
 def test_warmup_training_teaches_the_label(tiny_model):
     tok, make = tiny_model
     model = make()

@@ -9,6 +9,8 @@ masks, so the runs agree in distribution only.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -16,6 +18,27 @@ import pytest
 from test_train import QUIET, make_project, read_adapter, run_paths, stage_env
 
 TOLERANCE = {"atol": 1e-6, "rtol": 1e-4}
+
+
+def run_or_dump_stacks(cmd: list[str], project, timeout: float) -> tuple[int, str]:
+    """Run cmd; if it is still running after timeout seconds, send SIGABRT to its whole process group so
+    every Python process in it (torchrun and both workers, PYTHONFAULTHANDLER=1) prints the stack of each
+    of its threads, and return that output: a hang fails with where it hung, not only that it did
+    (one CI run timed out after the workers had written their results; it did not recur in 38 local runs)."""
+    env = {**stage_env(project), "PYTHONFAULTHANDLER": "1"}
+    proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGABRT)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+        return -1, f"HUNG after {timeout} s; stacks:\n{out}"
 
 
 @pytest.mark.slow  # three Python processes importing torch: ~25-50 s on 2 busy cores
@@ -30,8 +53,8 @@ def test_two_processes_match_one(tmp_path):
                            checkpoint_every=4, warmup_ratio=0.0)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(project / "launch_train.py"), "--run-name", "ddp"]
-    ddp = subprocess.run(cmd, cwd=project, env=stage_env(project), capture_output=True, text=True, timeout=180)
-    assert ddp.returncode == 0, ddp.stdout[-3000:] + ddp.stderr[-3000:]
+    returncode, out = run_or_dump_stacks(cmd, project, timeout=240)
+    assert returncode == 0, out[-6000:]
     summary = json.loads((project / "results" / "train" / "ddp" / "train.json").read_text())
     assert summary["world_size"] == 2 and summary["per_process_batch"] == 4 and summary["steps"] == 10
     assert summary["complete"]

@@ -230,6 +230,7 @@ class Stability(Section):
     n_boot: PosInt
     sigma_scan: ListOf(Num(gt=0.0))
     warmup_per_class: Int(0)  # 0 = no supervised warm-up
+    warmup_orders: PosInt
     warmup_epochs: PosInt
     warmup_lr: LR
     warmup_batch_size: PosInt

@@ -106,7 +106,7 @@ def optimise(model, n_examples: int, batch_loss: Callable[[list[int]], tuple[tor
             step += 1
             history.append({"step": step, "epoch": epoch + 1, "loss": float(loss.detach()), **stats})
             if log:
-                log(f"{tag} {step}: loss {float(loss):.4f}")
+                log(f"{tag} {step}: loss {history[-1]['loss']:.4f}")
     model.eval()
     return history, time.perf_counter() - t0
 

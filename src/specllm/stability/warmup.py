@@ -2,10 +2,15 @@
 
 Without it the small instruction model answers one label (QSO) for every prompt: its label prior
 outweighs the object, so PSS measures the prior, not classification. The warm-up shows catalogue objects
-that the probe never sees (stability_sample draws them from the rest of the catalogue), each in ONE
-fixed feature order (the identity), with the catalogue label as the answer; the loss is the negative
-log-probability of the label's tokens after the prompt (the same left-padded scoring DPO uses). The
-probe then measures how a model that knows the task reacts to the orders it was not taught.
+that the probe never sees (stability_sample draws them from the rest of the catalogue), each in
+stability.warmup_orders seeded random feature orders that are never probed (features.warmup_orders),
+with the catalogue label as the answer; the loss is the negative log-probability of the label's tokens
+after the prompt (the same left-padded scoring DPO uses). The probe then measures how a model that
+knows the task reacts to orders it was not taught.
+
+Why several orders: taught in one fixed order (the identity), SmolLM2 learned the label in that order
+(33% -> 65% on the warm-up objects) but still answered QSO for all 18 probed objects in the other
+orders: the probe again read a prior, now one tied to the order.
 """
 
 from __future__ import annotations
@@ -14,8 +19,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from specllm.stability.dpo import optimise, sequence_logps
-
-WARMUP_ORDER = 0  # index of the identity order in features.make_orders: the one order the warm-up shows
 
 
 def train_warmup(model, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], *, pad: int, lr: float,

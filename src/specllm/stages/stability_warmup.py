@@ -3,7 +3,8 @@
     python -m specllm.stages.stability_warmup
 
 Reads results/stability/{warmup_objects.csv, orders.json} and models/base. Shows every warm-up object
-(never a probed one) in the identity order with its catalogue label as the answer and trains a LoRA
+(never a probed one) in stability.warmup_orders seeded random orders, none of them a probed order
+(orders.json), with its catalogue label as the answer and trains a LoRA
 adapter (dpo.rank/alpha/dropout/target_modules) on the label tokens' negative log-probability for
 stability.warmup_epochs epochs at stability.warmup_lr. The probe, DPO and the re-probe merge this adapter
 into the base weights, so the study measures how a model that knows the task reacts to other orders.
@@ -36,20 +37,25 @@ def main() -> None:
     p = config.stage_params("stability_warmup")
     files = layout()
     objects = read_csv(files["warmup_objects"], ["obj_id", "class", "split", *features.BANDS, "redshift"])
-    orders = read_orders(files["orders"])[warmup.WARMUP_ORDER:warmup.WARMUP_ORDER + 1]
+    probed = read_orders(files["orders"])
+    per_object = features.warmup_orders(len(objects), p["stability.warmup_orders"], probed, p["seed"],
+                                        (str(files["params"]), "stability.warmup_orders"))
     targets = list(p["dpo.target_modules"])
     preflight.require("sft", workload("sft", p["stability.warmup_batch_size"], p["dpo.rank"], targets),
                       root=files["root"])
     model, tokenizer, device = load_model(files["base_model"])
-    recs = build_prompts(tokenizer, objects, orders, p["stability.decimals"], files["base_model"])
+    recs = [r for k, orders in enumerate(per_object)
+            for r in build_prompts(tokenizer, objects.iloc[k:k + 1], orders, p["stability.decimals"], files["base_model"])]
     enc = [prompts.encode(tokenizer, r["prompt"]) for r in recs]
     label_ids = prompts.label_token_ids(tokenizer, features.CLASSES, files["base_model"])
-    truth = np.array([features.CLASSES.index(r["class"]) for r in recs], dtype=np.int64)
+    first = [i for i, r in enumerate(recs) if r["order"] == 0]  # each object once, in its first warm-up order
+    truth = np.array([features.CLASSES.index(recs[i]["class"]) for i in first], dtype=np.int64)
 
-    def accuracy() -> float | None:  # the warm-up objects' own accuracy (identity order), logit reading
-        if not len(enc):
+    def accuracy() -> float | None:  # the warm-up objects' own accuracy (first warm-up order), logit reading
+        if not first:
             return None
-        out = probe(model, tokenizer, enc, label_ids, batch_size=p["stability.batch_size"], prefix_cache=True)
+        out = probe(model, tokenizer, [enc[i] for i in first], label_ids, batch_size=p["stability.batch_size"],
+                    prefix_cache=True)
         return float((out["answer"] == truth).mean())
 
     def every_tenth_step(message: str) -> None:  # "warm-up step N: loss L"
@@ -74,16 +80,20 @@ def main() -> None:
                                                                  lineterminator="\n")
     write_json(files["warmup"], {
         "n_objects": int(len(objects)), "per_class": p["stability.warmup_per_class"],
-        "order": orders[0][0] if orders else None, "n_prompts": len(enc),
+        "orders_per_object": p["stability.warmup_orders"], "n_prompts": len(enc),
+        "distinct_orders": len({perm for orders in per_object for _, perm in orders}),
+        "probed_orders_taught": len({perm for orders in per_object for _, perm in orders} & {perm for _, perm in probed}),
         "mean_prompt_tokens": round(float(np.mean([len(e) for e in enc])), 2) if enc else None,
         "steps": len(hist), "seconds": round(result["seconds"], 3),
         "loss_first": hist[0]["loss"] if hist else None, "loss_last": hist[-1]["loss"] if hist else None,
         "accuracy_before": acc_before, "accuracy_after": acc_after, "trainable_params": int(trainable),
         "device": device.type,
         "settings": {"lr": p["stability.warmup_lr"], "epochs": p["stability.warmup_epochs"],
+                     "orders_per_object": p["stability.warmup_orders"],
                      "batch_size": p["stability.warmup_batch_size"], "rank": p["dpo.rank"], "alpha": p["dpo.alpha"],
                      "target_modules": targets}})
-    print(f"stability_warmup: {len(objects)} objects, {len(hist)} steps in {result['seconds']:.0f} s, "
+    print(f"stability_warmup: {len(objects)} objects x {p['stability.warmup_orders']} orders, {len(hist)} steps "
+          f"in {result['seconds']:.0f} s, "
           f"accuracy on them {acc_before} -> {acc_after}")
 
 
