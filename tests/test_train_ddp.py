@@ -24,7 +24,7 @@ def run_or_dump_stacks(cmd: list[str], project, timeout: float) -> tuple[int, st
     """Run cmd; if it is still running after timeout seconds, send SIGABRT to its whole process group so
     every Python process in it (torchrun and both workers, PYTHONFAULTHANDLER=1) prints the stack of each
     of its threads, and return that output: a hang fails with where it hung, not only that it did
-    (one CI run timed out after the workers had written their results; it did not recur in 38 local runs)."""
+    (one CI run timed out after the workers had written their results; it did not recur in 11 local runs)."""
     env = {**stage_env(project), "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
