@@ -67,6 +67,8 @@ def _check_outputs(root: Path, out: dict, n_objects: int, n_orders: int) -> None
     w = out["warmup"]
     assert w["n_objects"] == len(warm) and w["steps"] > 0
     assert w["n_prompts"] == len(warm) * w["orders_per_object"] and w["probed_orders_taught"] == 0
+    # the warm-up's own adapter shape (every linear layer), not DPO's (q_proj, v_proj)
+    assert w["settings"]["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     assert (root / "models" / "stability_warmup" / "adapter_model.safetensors").is_file()
     probe = pd.read_csv(res / "probe.csv", dtype={"obj_id": str})
     assert len(probe) == n_objects * n_orders

@@ -234,6 +234,7 @@ class Stability(Section):
     warmup_epochs: PosInt
     warmup_lr: LR
     warmup_batch_size: PosInt
+    warmup_target_modules: ListOf(Str)  # checked against the model's linear layers by stability_warmup
 
 
 class Dpo(Section):

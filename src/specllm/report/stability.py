@@ -223,6 +223,8 @@ def make_macros(macros: MacroSet, d: Mapping[str, Any]) -> None:
     add("stability.warmup.distinct_orders", warm["distinct_orders"], w)
     add("stability.warmup.probed_orders_taught", warm["probed_orders_taught"], w)
     add("stability.warmup.lr", warm["settings"]["lr"], w, "sci", 1)
+    add("stability.warmup.rank", warm["settings"]["rank"], w)
+    add("stability.warmup.target_modules", ", ".join(warm["settings"]["target_modules"]), w, "code")
     add("stability.warmup.steps", warm["steps"], w)
     add("stability.warmup.minutes", warm["seconds"] / 60, w, "float", 1)
     for key in ("accuracy_before", "accuracy_after"):

@@ -5,7 +5,7 @@
 Reads results/stability/{warmup_objects.csv, orders.json} and models/base. Shows every warm-up object
 (never a probed one) in stability.warmup_orders seeded random orders, none of them a probed order
 (orders.json), with its catalogue label as the answer and trains a LoRA
-adapter (dpo.rank/alpha/dropout/target_modules) on the label tokens' negative log-probability for
+adapter (stability.warmup_target_modules; dpo.rank/alpha/dropout) on the label tokens' negative log-probability for
 stability.warmup_epochs epochs at stability.warmup_lr. The probe, DPO and the re-probe merge this adapter
 into the base weights, so the study measures how a model that knows the task reacts to other orders.
 Writes models/stability_warmup/ (the adapter), results/stability/warmup_loss.csv (a DVC plot) and
@@ -40,7 +40,7 @@ def main() -> None:
     probed = read_orders(files["orders"])
     per_object = features.warmup_orders(len(objects), p["stability.warmup_orders"], probed, p["seed"],
                                         (str(files["params"]), "stability.warmup_orders"))
-    targets = list(p["dpo.target_modules"])
+    targets = list(p["stability.warmup_target_modules"])
     preflight.require("sft", workload("sft", p["stability.warmup_batch_size"], p["dpo.rank"], targets),
                       root=files["root"])
     model, tokenizer, device = load_model(files["base_model"])
@@ -65,7 +65,7 @@ def main() -> None:
     acc_before = accuracy()
     settings = SimpleNamespace(rank=p["dpo.rank"], alpha=p["dpo.alpha"], dropout=p["dpo.dropout"],
                                target_modules=targets, seed=p["seed"])
-    model = make_lora_model(model, settings, where=(str(files["params"]), "dpo.target_modules")).to(device)
+    model = make_lora_model(model, settings, where=(str(files["params"]), "stability.warmup_target_modules")).to(device)
     trainable, _ = count_parameters(model)
     result = warmup.train_warmup(model, enc, [prompts.label_ids_full(tokenizer, r["class"]) for r in recs],
                                  pad=pad_id(tokenizer), lr=p["stability.warmup_lr"],
@@ -78,11 +78,11 @@ def main() -> None:
     hist = result["history"]
     pd.DataFrame(hist, columns=["step", "epoch", "loss"]).to_csv(files["warmup_loss"], index=False, float_format="%.6f",
                                                                  lineterminator="\n")
+    taught = {perm for orders in per_object for _, perm in orders}
     write_json(files["warmup"], {
         "n_objects": int(len(objects)), "per_class": p["stability.warmup_per_class"],
         "orders_per_object": p["stability.warmup_orders"], "n_prompts": len(enc),
-        "distinct_orders": len({perm for orders in per_object for _, perm in orders}),
-        "probed_orders_taught": len({perm for orders in per_object for _, perm in orders} & {perm for _, perm in probed}),
+        "distinct_orders": len(taught), "probed_orders_taught": len(taught & {perm for _, perm in probed}),
         "mean_prompt_tokens": round(float(np.mean([len(e) for e in enc])), 2) if enc else None,
         "steps": len(hist), "seconds": round(result["seconds"], 3),
         "loss_first": hist[0]["loss"] if hist else None, "loss_last": hist[-1]["loss"] if hist else None,
