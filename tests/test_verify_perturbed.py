@@ -1,13 +1,12 @@
 """A smoke run made with perturbed numerics passes `specllm verify` against the committed frozen values.
 
-Another reviewer's CPU cannot be run here, so its effect is imitated: one thread everywhere (other
-reduction orders in OpenMP, OpenBLAS and torch), OpenBLAS's kernels for an older core, numpy's
-AVX-512 dispatch switched off, torch's CPU kernels capped at AVX2 and oneDNN/MKL at AVX2: the code
-paths of an AVX2-only host such as the AMD EPYC of issue 13. The fresh clone is reproduced from
-scratch under that environment and compared with paper/reported/smoke.json as committed (frozen on
-the reference host). It must verify with 0 failures, with some values only *within tolerance*
-(else the perturbation did nothing and the test proves nothing), and an altered result must still
-fail. The worst differences per tolerance group are printed (`pytest -s`): they are the
+Another reviewer's CPU cannot be run here, so its effect is imitated (conftest.perturbed_env): one thread
+everywhere, OpenBLAS's kernels for an older core, numpy's AVX-512 dispatch off, torch and oneDNN/MKL
+capped at AVX2: the code paths of an AVX2-only host such as the AMD EPYC of issue 13. conftest.remote_run
+is a fresh clone reproduced from scratch under that environment; it is compared with
+paper/reported/smoke.json as committed (frozen on the reference host). It must verify with 0 failures,
+with some values only *within tolerance* (else the perturbation did nothing and the test proves
+nothing), and an altered result must still fail. The worst differences per tolerance group are printed (`pytest -s`): they are the
 measurements behind verify.TOLERANCES.
 """
 
@@ -19,37 +18,19 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import fresh_copy, reproduce_smoke
+from conftest import copy_run
 
 from specllm import verify
 
 pytestmark = pytest.mark.slow
 
 
-def perturbed_env() -> dict[str, str]:
-    flags = set(re.findall(r"\w+", next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                                        if ln.startswith("flags")), "")))
-    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "ATEN_CPU_CAPABILITY": "avx2" if "avx2" in flags else "default",
-           "DNNL_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
-    if "avx2" in flags:
-        env["OPENBLAS_CORETYPE"] = "Haswell"
-    elif "avx" in flags:
-        env["OPENBLAS_CORETYPE"] = "Sandybridge"
-    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-
-    off = [f for f in __cpu_dispatch__ if f.startswith(("X86_V4", "AVX512")) and __cpu_features__.get(f)]
-    if off:
-        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(off)
-    return env
-
-
 @pytest.fixture(scope="module")
-def perturbed(tmp_path_factory) -> Path:
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in perturbed_env().items():
-            mp.setenv(key, value)
-        return reproduce_smoke(fresh_copy(tmp_path_factory.mktemp("perturbed") / "specllm"))
+def perturbed(tmp_path_factory, remote_run) -> Path:
+    """A copy of conftest.remote_run (reproduced from scratch under conftest.perturbed_env), without the remote."""
+    repo = copy_run(remote_run, tmp_path_factory.mktemp("perturbed") / "specllm")
+    (repo / ".dvc" / "config.local").unlink()
+    return repo
 
 
 def _worst(rows) -> dict[str, float]:

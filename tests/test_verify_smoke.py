@@ -1,12 +1,14 @@
-"""`make verify` on fresh clones of the smoke profile, and bitwise reproducibility on this machine.
+"""`make verify` on a fresh clone of the smoke profile, and bitwise reproducibility on this machine.
 
-Two independent clones, each reproduced from scratch with its own DVC cache: conftest.smoke_repo
-(test_pipeline works on a copy of it) and conftest.remote_run (reproduced with an empty S3 remote
-reachable, which it never pulls from; test_remote pushes a copy of it), so the suite pays for no run of
-its own here; `second` is a copy of remote_run, without the remote. Their values.json must be identical
-byte for byte (CPU runs are deterministic), `make verify` must pass
-against the committed paper/reported/smoke.json, and altering one stored number must make it fail
-with a readable table. The PDF must carry the provenance appendix and the caption links.
+Bitwise: a copy of conftest.smoke_repo recomputes every stage that computes something (model conversion,
+data preparation, serialization, the baselines, a training with its evaluation and retention, the whole
+stability study, the verdicts and the report; --force, so neither the DVC cache nor the run cache
+answers) and must give the same values, tables, figure data and adapters byte for byte (CPU runs are
+deterministic). The six other trainings run the same code. `second` is a copy of conftest.remote_run (an
+independent clone reproduced from scratch, with an empty S3 remote reachable and under perturbed
+numerics), without the remote: `make verify` must pass on it against the committed
+paper/reported/smoke.json, and altering one stored number must make it fail with a readable table. The
+PDF must carry the provenance appendix and the caption links.
 """
 
 from __future__ import annotations
@@ -19,6 +21,28 @@ import pytest
 from conftest import VENV, copy_run, run_in
 
 pytestmark = pytest.mark.slow
+
+
+# Every stage that computes from the model or the data, one of each kind (the other trainings, evaluations
+# and retention runs are the same code with other params), in pipeline order.
+RECOMPUTED = ("model", "prepare", "serialize", "baseline", "train_default", "evaluate_default", "retention_default",
+              "stability_sample", "stability_warmup", "stability_probe", "stability_analyze", "stability_dpo",
+              "stability_reprobe", "verdicts", "report")
+# The outputs that carry learned weights: nondeterministic training would show here first.
+ADAPTERS = ("models/lora/default/adapter_model.safetensors", "models/stability_warmup/adapter_model.safetensors",
+            "models/stability_dpo/adapter_model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def recomputed(tmp_path_factory, smoke_repo) -> Path:
+    """A copy of smoke_repo whose computing stages ran again from their inputs (cache and run cache bypassed)."""
+    repo = copy_run(smoke_repo, tmp_path_factory.mktemp("recomputed") / "specllm")
+    log = ""
+    for stage in RECOMPUTED:
+        log += run_in(["dvc", "repro", "--force", "--single-item", stage], repo).stdout
+    log += run_in(["dvc", "repro"], repo).stdout  # the paper, and whatever else reads what changed
+    (repo.parent / "recompute.log").write_text(log)
+    return repo
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +63,21 @@ def _results(values_json: Path) -> tuple[list, list]:
     return [m for m in macros if m not in info], info
 
 
-def test_two_independent_smoke_runs_give_identical_values(smoke_repo, second):
+def test_recomputing_every_stage_gives_identical_values(smoke_repo, recomputed):
+    log = (recomputed.parent / "recompute.log").read_text()
+    assert set(re.findall(r"Running stage '([\w@.-]+)'", log)) >= set(RECOMPUTED)
     first, first_measured = _results(smoke_repo / "values.first.json")
-    again, again_measured = _results(second / "paper" / "generated" / "values.json")
+    again, again_measured = _results(recomputed / "paper" / "generated" / "values.json")
     # Bitwise: every result value, its text and its source, after a JSON round trip of the floats.
     assert json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)
     assert [m["name"] for m in again_measured] == [m["name"] for m in first_measured]
-    # The figures' data and the tables too (checksums as verify computes them).
+    # The figures' data and the tables too (checksums as verify computes them), and the trained adapters.
     from specllm import verify
 
     arts = {k: v for k, v in verify.artifact_entries(smoke_repo).items() if not v["machine"]}
-    assert verify.file_fingerprints(smoke_repo, arts) == verify.file_fingerprints(second, arts)
+    assert verify.file_fingerprints(smoke_repo, arts) == verify.file_fingerprints(recomputed, arts)
+    for name in ADAPTERS:
+        assert (recomputed / name).read_bytes() == (smoke_repo / name).read_bytes(), name
 
 
 def test_make_verify_passes_on_a_fresh_clone(second):
