@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -111,18 +112,7 @@ def copy_run(src: Path, dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture(scope="session")
-def smoke_repo(tmp_path_factory) -> Path:
-    """One clean clone reproduced on smoke, the suite's one plain run (no remote, no credentials): test_pipeline
-    works on a copy of it (conftest.copy_run), test_verify_smoke compares it with conftest.remote_run. Never
-    changed by a test. SPECLLM_SMOKE_REPO=<folder> reuses a clone already reproduced from this tree (with
-    values.first.json) instead."""
-    if reuse := os.environ.get("SPECLLM_SMOKE_REPO"):
-        return Path(reuse)
-    return reproduce_smoke(fresh_copy(tmp_path_factory.mktemp("clone") / "specllm"))
-
-
-# ---------------------------------------------------------------- a second, independent run, with a remote
+# ---------------------------------------------------------------- the S3 remote the smoke run sees
 
 S3_BUCKET = "specllm-cache"
 
@@ -187,7 +177,6 @@ def perturbed_env() -> dict[str, str]:
     reduction orders in OpenMP, OpenBLAS and torch), OpenBLAS's kernels for an older core, numpy's AVX-512
     dispatch switched off, torch's CPU kernels and oneDNN/MKL capped at AVX2: the code paths of an
     AVX2-only host such as the AMD EPYC of issue 13."""
-
     flags = set(re.findall(r"\w+", next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines()
                                         if ln.startswith("flags")), "")))
     env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -205,14 +194,98 @@ def perturbed_env() -> dict[str, str]:
     return env
 
 
+
+
+# ---------------------------------------------------------------- the suite's one pipeline run, and its copies
+
 @pytest.fixture(scope="session")
-def remote_run(tmp_path_factory, s3, aws_env) -> Path:
-    """A second clean clone, reproduced on smoke from scratch with its own DVC cache while the (empty) S3 remote
-    is reachable, under perturbed numerics (perturbed_env: another CPU's code paths): `make reproduce` runs
-    `dvc repro --pull`, finds nothing and computes every stage. test_remote pushes a copy of it;
-    test_verify_perturbed verifies it within tolerance against the committed frozen values; test_verify_smoke
-    runs `make verify` on a copy. One run serves the three: each cost the suite a whole smoke pipeline
-    (8 minutes) when it had its own. Never changed by a test (.dvc/config.local holds the endpoint)."""
-    repo = fresh_copy(tmp_path_factory.mktemp("remote_run") / "specllm")
+def smoke_repo(tmp_path_factory, s3, aws_env) -> Path:
+    """The suite's one full pipeline: a clean clone reproduced on smoke from scratch with its own DVC cache
+    while the (empty) S3 remote is reachable, so `make reproduce` runs `dvc repro --pull`, finds nothing and
+    computes every stage (test_remote pushes a copy of it). Every other run is a copy of it that recomputes
+    some stages (force_stages): a whole pipeline costs the suite 8-10 minutes, a copy seconds. Never changed
+    by a test (.dvc/config.local holds the endpoint; plain_copy drops it). SPECLLM_SMOKE_REPO=<folder> reuses
+    a clone already reproduced from this tree (with values.first.json) instead."""
+    if reuse := os.environ.get("SPECLLM_SMOKE_REPO"):
+        return Path(reuse)
+    repo = fresh_copy(tmp_path_factory.mktemp("clone") / "specllm")
     use_remote(repo, s3)
-    return reproduce_smoke(repo, env={**aws_env, **perturbed_env()})
+    return reproduce_smoke(repo, env=aws_env)
+
+
+def plain_copy(src: Path, dest: Path) -> Path:
+    """A copy of a finished run as a clone without a remote endpoint has it (make runs plain `dvc repro`)."""
+    repo = copy_run(src, dest)
+    (repo / ".dvc" / "config.local").unlink(missing_ok=True)
+    return repo
+
+
+# Every stage that computes from the model or the data, one of each kind (the other trainings, evaluations
+# and retention runs are the same code with other params), in pipeline order.
+RECOMPUTED = ("model", "prepare", "serialize", "baseline", "train_default", "evaluate_default", "retention_default",
+              "stability_sample", "stability_warmup", "stability_probe", "stability_analyze", "stability_dpo",
+              "stability_reprobe", "verdicts", "report")
+# One stage of each kind that loads the model (preflight-gated: each is told its dtype), in pipeline order.
+BF16_STAGES = ("train_default", "evaluate_default", "retention_default", "demo", "stability_warmup",
+               "stability_probe", "stability_dpo", "stability_reprobe")
+
+
+def force_stages(repo: Path, stages: tuple[str, ...], env: dict[str, str] | None = None) -> str:
+    """Run each stage again from its inputs (--force: neither the DVC cache nor the run cache answers), then
+    `dvc repro` for whatever reads what changed, the paper last; all under env. Returns the joined log (also
+    written beside the repository as recompute.log); a failing stage raises with its output."""
+    log = ""
+    for cmd in [["dvc", "repro", "--force", "--single-item", stage] for stage in stages] + [["dvc", "repro"]]:
+        proc = run_in(cmd, repo, env=env)
+        log += proc.stdout + proc.stderr
+    (repo.parent / "recompute.log").write_text(log)
+    return log
+
+
+def _recompute(repo: Path, stages: tuple[str, ...], env: dict[str, str] | None) -> Path:
+    log = run_in([str(VENV / "bin" / "specllm"), "preflight", "--profile", "smoke"], repo, env=env).stdout
+    (repo.parent / "preflight.log").write_text(log)
+    force_stages(repo, stages, env)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def recomputations(tmp_path_factory, smoke_repo):
+    """The three copies of smoke_repo that recompute stages, started together as soon as one is asked for and
+    run two at a time beside the tests: each is mostly one core's Python (DVC, imports, the tiny model), so
+    on 2 cores the three take about as long as two did one after the other. Tests wait for the one they read.
+    - bf16: BF16_STAGES forced to bf16 on the CPU, as on an Ampere GPU (test_bf16_cpu);
+    - perturbed: RECOMPUTED under perturbed_env, another CPU's numerics (test_verify_perturbed, make verify);
+    - recomputed: RECOMPUTED again on this machine (bitwise reproducibility, test_verify_smoke).
+    Each job writes preflight.log and recompute.log beside its repository; a failed one raises in the test."""
+    from specllm.precision import FORCE_BF16_ENV
+
+    # In the order the test modules (alphabetical) first wait for them: test_bf16_cpu, test_verify_perturbed,
+    # test_verify_smoke.
+    jobs = {"bf16": (BF16_STAGES, {FORCE_BF16_ENV: "1"}), "perturbed": (RECOMPUTED, perturbed_env()),
+            "recomputed": (RECOMPUTED, None)}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield {name: pool.submit(_recompute, plain_copy(smoke_repo, tmp_path_factory.mktemp(name) / "specllm"),
+                                 stages, env)
+               for name, (stages, env) in jobs.items()}
+
+
+@pytest.fixture(scope="session")
+def recomputed_run(recomputations) -> Path:
+    """A plain copy of smoke_repo whose computing stages ran again from their inputs, on this machine."""
+    return recomputations["recomputed"].result()
+
+
+@pytest.fixture(scope="session")
+def perturbed_run(recomputations) -> Path:
+    """Another CPU's run: a plain copy of smoke_repo whose computing stages (RECOMPUTED) ran again under
+    perturbed_env, then everything that reads them. test_verify_perturbed verifies it within tolerance against
+    the committed frozen values; test_verify_smoke runs `make verify` on a copy. The six other trainings and
+    their evaluations keep smoke_repo's values (the same code as the recomputed one)."""
+    return recomputations["perturbed"].result()
+
+
+@pytest.fixture(scope="session")
+def bf16_run(recomputations) -> Path:
+    """A plain copy of smoke_repo whose model-loading stages (BF16_STAGES) ran again in bf16 on the CPU."""
+    return recomputations["bf16"].result()

@@ -4,17 +4,16 @@ and compute in bf16 on the CPU, as they do on an Ampere-or-newer GPU; then every
 paper. A dtype mismatch (fp32 inputs to bf16 weights, a bf16 tensor into NumPy, a bf16-only overflow or
 NaN) fails here instead of on a rented GPU.
 
-It works on a copy of the suite's smoke run (conftest.smoke_repo) and forces only the model-loading
-stages, one of each kind (the other six trainings run the same code): a whole second pipeline in bf16
-cost 8 minutes of the suite's time, this about a third of it."""
+It reads conftest.bf16_run: a copy of the suite's smoke run (conftest.smoke_repo) whose model-loading
+stages, one of each kind (the other six trainings run the same code), were forced in bf16 beside the other
+tests (conftest.recomputations): a whole second pipeline in bf16 cost 8 minutes of the suite's time."""
 
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
-from conftest import VENV, copy_run, run_in
+from conftest import BF16_STAGES, run_in
 
 from specllm import preflight
 
@@ -36,30 +35,13 @@ def test_one_bf16_policy_forced_on_the_cpu(monkeypatch):
         assert "SPECLLM_FORCE_BF16=1" in report.text()
 
 
-# One stage of each kind that loads the model (preflight-gated: each is told its dtype), in pipeline order.
-BF16_STAGES = ("train_default", "evaluate_default", "retention_default", "demo", "stability_warmup",
-               "stability_probe", "stability_dpo", "stability_reprobe")
-
-
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # bf16 on a CPU is emulated in part: slower than fp32
-def test_model_stages_and_the_paper_in_bf16_on_the_cpu(smoke_repo, tmp_path, monkeypatch):
-    monkeypatch.setenv(preflight.FORCE_BF16_ENV, "1")
-    repo = copy_run(smoke_repo, tmp_path / "specllm")
-    log = run_in([str(VENV / "bin" / "specllm"), "preflight", "--profile", "smoke"], repo).stdout
-    for stage in BF16_STAGES:
-        proc = run_in(["dvc", "repro", "--force", "--single-item", stage], repo, check=False)
-        log += proc.stdout + proc.stderr
-        assert proc.returncode == 0, f"{stage}:\n{(proc.stdout + proc.stderr)[-6000:]}"
-    proc = run_in(["dvc", "repro"], repo, check=False)  # what reads their outputs, the paper last
-    log += proc.stdout + proc.stderr
-    (tmp_path / "reproduce.log").write_text(log)
-    assert proc.returncode == 0, log[-6000:]
-    assert "Running stage 'paper'" in log and (repo / "paper" / "main.pdf").is_file()
+def test_model_stages_and_the_paper_in_bf16_on_the_cpu(bf16_run):
+    log = (bf16_run.parent / "preflight.log").read_text() + (bf16_run.parent / "recompute.log").read_text()
+    assert "Running stage 'paper'" in log and (bf16_run / "paper" / "main.pdf").is_file()
     # Training ran in bf16 (train.json); every preflight-gated stage was told bf16, none fp32.
-    assert json.loads((repo / "results" / "train" / "default" / "train.json").read_text())["dtype"] == "bfloat16"
+    assert json.loads((bf16_run / "results" / "train" / "default" / "train.json").read_text())["dtype"] == "bfloat16"
     assert "in bf16" in log and "on the CPU in fp32" not in log
     for stage in BF16_STAGES:
         assert f"Running stage '{stage}'" in log, stage
-    assert run_in(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
-    assert os.environ.get(preflight.FORCE_BF16_ENV) == "1"
+    assert run_in(["dvc", "status"], bf16_run).stdout.strip() == "Data and pipelines are up to date."

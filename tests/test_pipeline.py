@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import copy_run
+from conftest import plain_copy
 from ruamel.yaml import YAML
 
 pytestmark = pytest.mark.slow
@@ -48,7 +48,7 @@ def repo(smoke_repo, tmp_path_factory) -> Path:
     """A clean clone of the working tree (committed and uncommitted files), reproduced on smoke: this
     module's own copy of conftest.smoke_repo (test_verify_smoke compares an independent run with the
     original, which the tests here change)."""
-    return copy_run(smoke_repo, tmp_path_factory.mktemp("pipeline") / "specllm")
+    return plain_copy(smoke_repo, tmp_path_factory.mktemp("pipeline") / "specllm")
 
 
 def test_reproduce_builds_the_paper_and_data_matches_data_dvc(repo):

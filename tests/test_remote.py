@@ -2,7 +2,7 @@
 
 moto's server (moto[server]) plays S3 on 127.0.0.1 with fake credentials; conftest.s3 starts it and
 stops it by its PID. One fresh copy of the repository reproduces the smoke profile with the empty remote
-reachable (conftest.remote_run, which test_verify_smoke also compares with the plain run); a copy of it
+reachable (conftest.smoke_repo, the suite's one full run, which every other smoke test copies); a copy of it
 computes a second value of one parameter, pushes data, outputs and run cache (`make push`) and commits
 dvc.lock, as an author publishing results does. A fresh clone of that commit, with an empty cache, runs the same
 `make reproduce`, which pulls instead of recomputing: no stage runs and the PDF is byte-identical;
@@ -56,14 +56,14 @@ def _set_neighbors(repo: Path, k: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def pushed(tmp_path_factory, remote_run, aws_env) -> Path:
-    """Copy A: smoke reproduced with the (empty) remote reachable (a copy of conftest.remote_run, which computed
+def pushed(tmp_path_factory, smoke_repo, aws_env) -> Path:
+    """Copy A: smoke reproduced with the (empty) remote reachable (a copy of conftest.smoke_repo, which computed
     every stage) and pushed; baseline.n_neighbors=5 computed and pushed, then set back and pushed; dvc.lock and
     params.yaml committed.
 
     `make push` after each run: `dvc push --run-cache` uploads the run-cache records and the
     workspace's outputs only, so a run's outputs reach the remote while they are the workspace's."""
-    repo = copy_run(remote_run, tmp_path_factory.mktemp("first") / "specllm")
+    repo = copy_run(smoke_repo, tmp_path_factory.mktemp("first") / "specllm")
     (repo / "reproduce.log").rename(repo.parent / "reproduce.log")  # outside git, as when the run was made here
     (repo / "values.first.json").unlink()
     _run(["make", "push", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)

@@ -2,8 +2,9 @@
 
 Another reviewer's CPU cannot be run here, so its effect is imitated (conftest.perturbed_env): one thread
 everywhere, OpenBLAS's kernels for an older core, numpy's AVX-512 dispatch off, torch and oneDNN/MKL
-capped at AVX2: the code paths of an AVX2-only host such as the AMD EPYC of issue 13. conftest.remote_run
-is a fresh clone reproduced from scratch under that environment; it is compared with
+capped at AVX2: the code paths of an AVX2-only host such as the AMD EPYC of issue 13. conftest.perturbed_run
+is a copy of the suite's smoke run whose computing stages (one of each kind) ran again under that
+environment; it is compared with
 paper/reported/smoke.json as committed (frozen on the reference host). It must verify with 0 failures,
 with some values only *within tolerance* (else the perturbation did nothing and the test proves
 nothing), and an altered result must still fail. The worst differences per tolerance group are printed (`pytest -s`): they are the
@@ -26,11 +27,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def perturbed(tmp_path_factory, remote_run) -> Path:
-    """A copy of conftest.remote_run (reproduced from scratch under conftest.perturbed_env), without the remote."""
-    repo = copy_run(remote_run, tmp_path_factory.mktemp("perturbed") / "specllm")
-    (repo / ".dvc" / "config.local").unlink()
-    return repo
+def perturbed(tmp_path_factory, perturbed_run) -> Path:
+    """This module's copy of conftest.perturbed_run (test_an_altered_result_still_fails edits it and restores it)."""
+    return copy_run(perturbed_run, tmp_path_factory.mktemp("perturbed") / "specllm")
 
 
 def _worst(rows) -> dict[str, float]:

@@ -1,14 +1,13 @@
 """`make verify` on a fresh clone of the smoke profile, and bitwise reproducibility on this machine.
 
-Bitwise: a copy of conftest.smoke_repo recomputes every stage that computes something (model conversion,
-data preparation, serialization, the baselines, a training with its evaluation and retention, the whole
-stability study, the verdicts and the report; --force, so neither the DVC cache nor the run cache
-answers) and must give the same values, tables, figure data and adapters byte for byte (CPU runs are
-deterministic). The six other trainings run the same code. `second` is a copy of conftest.remote_run (an
-independent clone reproduced from scratch, with an empty S3 remote reachable and under perturbed
-numerics), without the remote: `make verify` must pass on it against the committed
-paper/reported/smoke.json, and altering one stored number must make it fail with a readable table. The
-PDF must carry the provenance appendix and the caption links.
+Bitwise: a copy of conftest.smoke_repo recomputes every stage that computes something (conftest.RECOMPUTED:
+model conversion, data preparation, serialization, the baselines, a training with its evaluation and
+retention, the whole stability study, the verdicts and the report; --force, so neither the DVC cache nor the
+run cache answers) and must give the same values, tables, figure data and adapters byte for byte (CPU runs
+are deterministic). The six other trainings run the same code. `second` is a copy of conftest.perturbed_run
+(the same stages recomputed under another CPU's numerics): `make verify` must pass on it against the
+committed paper/reported/smoke.json, and altering one stored number must make it fail with a readable table.
+The PDF must carry the provenance appendix and the caption links.
 """
 
 from __future__ import annotations
@@ -18,39 +17,26 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import VENV, copy_run, run_in
+from conftest import RECOMPUTED, VENV, copy_run, run_in
 
 pytestmark = pytest.mark.slow
 
 
-# Every stage that computes from the model or the data, one of each kind (the other trainings, evaluations
-# and retention runs are the same code with other params), in pipeline order.
-RECOMPUTED = ("model", "prepare", "serialize", "baseline", "train_default", "evaluate_default", "retention_default",
-              "stability_sample", "stability_warmup", "stability_probe", "stability_analyze", "stability_dpo",
-              "stability_reprobe", "verdicts", "report")
 # The outputs that carry learned weights: nondeterministic training would show here first.
 ADAPTERS = ("models/lora/default/adapter_model.safetensors", "models/stability_warmup/adapter_model.safetensors",
             "models/stability_dpo/adapter_model.safetensors")
 
 
 @pytest.fixture(scope="module")
-def recomputed(tmp_path_factory, smoke_repo) -> Path:
-    """A copy of smoke_repo whose computing stages ran again from their inputs (cache and run cache bypassed)."""
-    repo = copy_run(smoke_repo, tmp_path_factory.mktemp("recomputed") / "specllm")
-    log = ""
-    for stage in RECOMPUTED:
-        log += run_in(["dvc", "repro", "--force", "--single-item", stage], repo).stdout
-    log += run_in(["dvc", "repro"], repo).stdout  # the paper, and whatever else reads what changed
-    (repo.parent / "recompute.log").write_text(log)
-    return repo
+def recomputed(recomputed_run) -> Path:
+    """A copy of smoke_repo whose computing stages ran again from their inputs (conftest.recomputations)."""
+    return recomputed_run
 
 
 @pytest.fixture(scope="module")
-def second(tmp_path_factory, remote_run) -> Path:
-    """The independent run, as a fresh clone without a remote has it (no endpoint: make verify runs plain)."""
-    repo = copy_run(remote_run, tmp_path_factory.mktemp("second") / "specllm")
-    (repo / ".dvc" / "config.local").unlink()
-    return repo
+def second(tmp_path_factory, perturbed_run) -> Path:
+    """Another CPU's run, as a fresh clone without a remote has it (no endpoint: make verify runs plain)."""
+    return copy_run(perturbed_run, tmp_path_factory.mktemp("second") / "specllm")
 
 
 def _results(values_json: Path) -> tuple[list, list]:
