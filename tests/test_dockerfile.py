@@ -133,10 +133,13 @@ def test_environment_record_pins_torch_from_the_lock_in_use(monkeypatch):
     monkeypatch.setenv("SPECLLM_IMAGE", "1")
     lock = environment.active_lock(ROOT)
     assert lock == ROOT / "requirements" / "cuda.lock"
+    assert "requirements/cuda.lock" in environment.current(ROOT)["locks"]  # the key hashes the lock in use
     env = environment.collect_environment(ROOT / "pyproject.toml", lock)
     assert env["packages"]["torch"]["pinned"] == "2.10.0" and env["lock_file"] == "cuda.lock"
     assert env["torch"]["build"] in ("CPU", f"CUDA {env['torch']['cuda_version']}")
     monkeypatch.delenv("SPECLLM_IMAGE")
+    assert environment.active_lock(ROOT) == ROOT / "requirements.lock"
+    assert "requirements.lock" in environment.current(ROOT)["locks"]
     env = environment.collect_environment(ROOT / "pyproject.toml", environment.active_lock(ROOT))
     assert env["packages"]["torch"]["pinned"] == "2.13.0" and env["lock_file"] == "requirements.lock"
 

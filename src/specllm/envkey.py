@@ -57,10 +57,15 @@ def torch_build() -> dict[str, str | None]:
     return {"torch": version, "cuda": cuda}
 
 
+def in_image() -> bool:
+    """Whether this process runs in the CUDA image, whose environment comes from IMAGE_LOCKS."""
+    return bool(os.environ.get("SPECLLM_IMAGE"))
+
+
 def current(root: Path | None = None, image: bool | None = None) -> dict[str, Any]:
     """This environment's key (deterministic for a given lock and install)."""
     root = Path(root or paths.ROOT)
-    image = bool(os.environ.get("SPECLLM_IMAGE")) if image is None else image
+    image = in_image() if image is None else image
     locks = {}
     for rel in IMAGE_LOCKS if image else CPU_LOCKS:
         file = root / rel
@@ -109,9 +114,9 @@ def installed_versions(pins: dict[str, str | None]) -> dict[str, dict[str, str |
 
 
 def active_lock(root: Path) -> Path:
-    """The lock this environment was installed from: requirements/cuda.lock in the CUDA image
-    (SPECLLM_IMAGE, torch 2.10.0 for CUDA 12.8), requirements.lock elsewhere (torch 2.13.0+cpu)."""
-    return root / "requirements" / "cuda.lock" if os.environ.get("SPECLLM_IMAGE") else root / "requirements.lock"
+    """The lock this environment was installed from, the first of the key's locks: requirements/cuda.lock in
+    the CUDA image (torch 2.10.0 for CUDA 12.8), requirements.lock elsewhere (torch 2.13.0+cpu)."""
+    return root / (IMAGE_LOCKS if in_image() else CPU_LOCKS)[0]
 
 
 def locked_torch(lock: Path | None) -> str | None:
