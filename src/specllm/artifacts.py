@@ -6,9 +6,8 @@ One registry that three consumers share:
     level and by value (specllm.fingerprint) for "within tolerance";
   * the `provenance` stage records, for each, the stage and script that made it, and writes the
     caption link macros (\\LinkFigure<Stem>, \\LinkTable<Stem>) that point at `made_by`;
-  * the report's section modules (specllm.report.section) add each figure's code-link macro
-    (`source_key`) from the row, and tests check that every row's function exists and that every
-    figure and table the paper includes has a row.
+  * tests check that every row's function exists, that every figure and table the paper includes has
+    a row, and that its caption carries the row's link macro; `specllm where` prints the row.
 A new figure is one function in its section module and one row here.
 
 A table or figure found in paper/generated/ without an entry still gets checked and linked:
@@ -49,7 +48,6 @@ class Artifact:
     machine: bool = False          # tables: describes the machine, not a result
     extra: dict = field(default_factory=dict)
     section: str = ""              # the specllm.report section module that makes it (SECTIONS)
-    source_key: str = ""           # figures: the macro key of its code link (figure.<stem>.source)
 
     @property
     def id(self) -> str:
@@ -61,41 +59,41 @@ _PREPARED_META = ("data/prepared/train_meta.csv", "data/prepared/val_meta.csv", 
 REGISTRY: dict[str, Artifact] = {a.id: a for a in (
     Artifact("figure", "redshift_distribution", FIGURES_PY, "redshift_distribution",
              ("results/data_summary.json", *_PREPARED_META),
-             section="setup", source_key="figure.redshift_distribution.source"),
+             section="setup"),
     Artifact("figure", "example_spectrum", FIGURES_PY, "example_spectrum",
              ("data/serialized/train.jsonl", "data/prepared/wavelength.npy", "data/prepared/train_flux.npy",
-              "data/prepared/train_meta.csv"), section="setup", source_key="figure.example_spectrum.source"),
+              "data/prepared/train_meta.csv"), section="setup"),
     # Drawn from pPXF's shipped spectra and kcorrect fits computed in the report process: no stage
     # file holds its data, so the rendered PNG is what is checked (see the module docstring).
     Artifact("figure", "real_vs_reconstructed", FIGURES_PY, "real_vs_reconstructed",
              ("paper/generated/figures/real_vs_reconstructed.png",),
-             section="setup", source_key="figure.real_vs_reconstructed.source"),
+             section="setup"),
     Artifact("figure", "colour_colour", FIGURES_PY, "colour_colour", ("data/raw/catalogue.csv",),
-             section="setup", source_key="figure.colour_colour.source"),
+             section="setup"),
     Artifact("figure", "baseline_predictions", FIGURES_PY, "baseline_predictions",
              ("results/baseline_predictions.csv", "results/baseline.json"),
-             section="setup", source_key="figure.baseline_predictions.source"),
+             section="setup"),
     Artifact("figure", "ablation_predictions", FIGURES_PY, "ablation_predictions",
              ("results/ablation_best_predictions.csv", "results/ablation.json"),
-             section="ablation", source_key="figure.ablation_predictions.source"),
+             section="ablation"),
     Artifact("figure", "ablation_per_bin", FIGURES_PY, "ablation_per_bin",
              ("results/ablation_per_bin.csv", "results/ablation.json", "results/baseline_predictions.csv",
-              "results/data_summary.json"), section="ablation", source_key="figure.ablation_per_bin.source"),
+              "results/data_summary.json"), section="ablation"),
     Artifact("figure", "ablation_loss", FIGURES_PY, "loss_curves", ("results/train/*/loss.csv",),
-             section="ablation", source_key="figure.ablation_loss.source"),
+             section="ablation"),
     Artifact("figure", "stability_eigenvalues", STABILITY_PY, "_eigenvalues",
              ("results/stability/spectral.npz", "results/stability/analysis.json"),
-             section="stability", source_key="stability.figure.eigenvalues.source"),
+             section="stability"),
     Artifact("figure", "stability_hidden_pca", STABILITY_PY, "_hidden_pca",
              ("results/stability/hidden.npz", "results/stability/spectral.npz", "results/stability/probe.csv",
               "results/stability/analysis.json"),
-             section="stability", source_key="stability.figure.hidden_pca.source"),
+             section="stability"),
     Artifact("figure", "stability_pss", STABILITY_PY, "_pss", ("results/stability/per_object.csv",),
-             section="stability", source_key="stability.figure.pss.source"),
+             section="stability"),
     Artifact("figure", "stability_before_after", STABILITY_PY, "_before_after", ("results/stability/reprobe.json",),
-             section="stability", source_key="stability.figure.before_after.source"),
+             section="stability"),
     Artifact("figure", "stability_k_sigma", STABILITY_PY, "_k_sigma", ("results/stability/analysis.json",),
-             section="stability", source_key="stability.figure.k_sigma.source"),
+             section="stability"),
     Artifact("table", "ablation_lr", ABLATION_PY, "dimension_table", section="ablation"),
     Artifact("table", "ablation_rank", ABLATION_PY, "dimension_table", section="ablation"),
     Artifact("table", "ablation_epochs", ABLATION_PY, "dimension_table", section="ablation"),

@@ -36,7 +36,7 @@ from specllm.errors import InputError
 from specllm.io import read_csv, read_json
 from specllm.report import figures, tables
 from specllm.report.macros import MacroSet, format_value
-from specllm.report.section import Context, Section, add_figure_sources
+from specllm.report.section import Context, Section
 
 DIMS = ("lr", "rank", "epochs")
 DIM_LABELS = {"lr": "Learning rate", "rank": "LoRA rank", "epochs": "Epochs"}
@@ -442,7 +442,6 @@ def read_inputs(ctx: Context) -> dict[str, Any] | None:
 def make_macros(ms: MacroSet, data: Mapping[str, Any]) -> None:
     sec = data["section"]
     add_macros(ms, data, sec["defaults"], sec["rel"], constrained=sec["constrained"])
-    add_figure_sources(ms, "ablation")
 
 
 def make_tables(data: Mapping[str, Any]) -> dict[str, str]:

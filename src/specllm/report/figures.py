@@ -5,8 +5,8 @@ PDFs saved without CreationDate/ModDate, PNGs without the Software tag, and no r
 any plot (the inputs fix the order of every point). Same inputs -> byte-identical files.
 
 Sizes: single-column figures are 3.4 in wide, double-column (figure*) 7.0 in.
-Each figure's caption in main.tex names this file and the function (macro
-\\Figure<Name>Source, written by the report stage from the function itself).
+Each figure's caption in the paper links this file (\\LinkFigure<Stem>, written by the provenance stage
+from the figure's row in specllm.artifacts.REGISTRY, which names the function).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from specllm.report.macros import MacroSet, escape_latex
+from specllm.report.macros import MacroSet
 
 
 @dataclass
@@ -49,19 +49,3 @@ class Section:
     make_macros: Callable[[MacroSet, Any], None]
     make_tables: Callable[[Any], dict[str, str]]
     make_figures: Callable[[Any, Path], list[Path]]
-
-
-def code_link(made_by: str, function: str) -> str:
-    r"""'src/specllm/report/figures.py (function)' as caption LaTeX (\texttt, breakable at /)."""
-    return r"\texttt{" + escape_latex(made_by).replace("/", r"/\allowbreak{}") + "}" + \
-        r" (\texttt{" + escape_latex(function) + "})"
-
-
-def add_figure_sources(ms: MacroSet, section: str) -> None:
-    """The `figure.<stem>.source` macros (code_link of made_by and function) of the section's
-    registered figures, from specllm.artifacts.REGISTRY (the registry's `source_key`)."""
-    from specllm import artifacts
-
-    for art in artifacts.REGISTRY.values():
-        if art.kind == "figure" and art.section == section and art.source_key:
-            ms.add(art.source_key, code_link(art.made_by, art.function), source=art.made_by, kind="latex")

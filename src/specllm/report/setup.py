@@ -65,7 +65,7 @@ from specllm.errors import InputError
 from specllm.metrics import OUTLIER_DZ
 from specllm.report import figures, tables
 from specllm.report.macros import MacroSet, escape_latex, format_value
-from specllm.report.section import Context, Section, add_figure_sources
+from specllm.report.section import Context, Section
 from specllm.vocab import SPLITS
 
 # params.yaml keys the report prints (dvc.yaml must list them under the report stage). The other
@@ -589,7 +589,6 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     ms.add("realspec.corr_min", min(corr), source=src, kind="float", precision=2)
     ms.add("realspec.corr_max", max(corr), source=src, kind="float", precision=2)
 
-    add_figure_sources(ms, "setup")
     return ms
 
 

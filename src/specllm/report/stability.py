@@ -27,7 +27,7 @@ from specllm.errors import InputError
 from specllm.io import read_csv, read_json
 from specllm.report import figures, tables
 from specllm.report.macros import MacroSet, escape_latex, format_value
-from specllm.report.section import Context, Section, add_figure_sources
+from specllm.report.section import Context, Section
 from specllm.stability.analysis import HIGH_PSS
 from specllm.vocab import CLASSES  # row order of the stability tables
 
@@ -341,8 +341,6 @@ def make_macros(macros: MacroSet, d: Mapping[str, Any]) -> None:
     add("stability.scse.method_cite", ref.get("method_citation", ref["citation"]), reference, "latex")
     add("stability.scse.compare", compare_claim(iv["mean_pss"], ref["mean_pss"], dec["testable"], dec.get("above_prior", True)),
         a, "latex")
-
-    add_figure_sources(macros, "stability")
 
 
 def make_tables(d: Mapping[str, Any]) -> dict[str, str]:

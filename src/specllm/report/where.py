@@ -92,10 +92,6 @@ class _Finder(ast.NodeVisitor):
         name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
         if name == "add" and node.args and (t := _template(node.args[0])) is not None:
             self.found.append(Producer(t, self.module, ".".join(self.stack) or "<module>", node.lineno))
-        for kw in node.keywords:  # a registry row's code-link macro: artifacts.Artifact(..., source_key="...")
-            if kw.arg == "source_key" and isinstance(kw.value, ast.Constant) and kw.value.value:
-                self.found.append(Producer(kw.value.value, "specllm.report.section", "add_figure_sources "
-                                           f"(the specllm.artifacts.REGISTRY row at line {node.lineno})", node.lineno))
         self.generic_visit(node)
 
 
@@ -242,8 +238,7 @@ def artifact(ident: str) -> dict[str, Any]:
             return {"id": art.id, "section": f"specllm.report.{art.section}", "made_by": art.made_by,
                     "function": art.function, "data": list(art.data), "machine": art.machine,
                     "output": f"paper/generated/{art.kind}s/{art.stem}" + (".pdf" if art.kind == "figure" else ".tex"),
-                    "caption_link": "\\" + macro_name(f"link.{art.kind}.{art.stem}"),
-                    "code_link_macro": "\\" + macro_name(art.source_key) if art.source_key else None}
+                    "caption_link": "\\" + macro_name(f"link.{art.kind}.{art.stem}")}
     raise KeyError(ident)
 
 
@@ -254,8 +249,6 @@ def render(found: Mapping[str, Any]) -> str:
                  f"  code     {found['made_by']}:{found['function']}  (section {found['section']})"]
         if found["data"]:
             lines.append(f"  data     {', '.join(found['data'])}")
-        if found["code_link_macro"]:
-            lines.append(f"  macro    {found['code_link_macro']}")
         return "\n".join(lines)
     src = found["source"] or "(not recorded: no values file holds it yet)"
     stage = f" (written by {found['source_stage']})" if found["source_stage"] else ""
