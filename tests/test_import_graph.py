@@ -37,7 +37,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("stability", ("specllm.stability",)),
     ("report", ("specllm.report", "specllm.claims", "specllm.verdicts")),
     ("stages", ("specllm.stages",)),
-    ("tools", ("specllm.verify", "specllm.compare", "specllm.bench", "specllm.cli")),
+    ("tools", ("specllm.verify", "specllm.retrained", "specllm.compare", "specllm.bench", "specllm.cli")),
 ]
 
 

@@ -61,7 +61,8 @@ def _root() -> Path:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from specllm import verify
 
-    return verify.verify(_root(), repro=not args.no_repro, pull=args.pull, only_failures=args.failures_only)
+    return verify.verify(_root(), repro=not args.no_repro, pull=args.pull, only_failures=args.failures_only,
+                         strict=args.strict)
 
 
 def _cmd_freeze(args: argparse.Namespace) -> int:
@@ -116,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-repro", action="store_true", help="compare the current outputs without `dvc repro`")
     p.add_argument("--pull", action="store_true", help="`dvc repro --pull`: restore from the DVC remote")
     p.add_argument("--failures-only", action="store_true", help="print only the rows that fail")
+    p.add_argument("--strict", action="store_true", help="refuse values that are only consistent at the claim "
+                   "level after a training diverged (specllm.retrained): identical or within tolerance only")
     p.set_defaults(func=_cmd_verify)
     p = sub.add_parser("freeze", help="write paper/reported/<profile>.json from a clean pipeline (deliberately)")
     p.set_defaults(func=_cmd_freeze)

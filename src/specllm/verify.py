@@ -15,12 +15,19 @@ DVC stage output would follow every rerun, which is exactly what must not happen
                      table (name, where it appears in the paper, reported, regenerated, tolerance,
                      verdict) and a summary line; exit 1 on any mismatch, value new or gone
 
-Two verdicts pass:
+Three verdicts pass:
   * identical                  the same bytes / the same value and text (the authors' host, a
                                restore from the DVC remote);
   * within tolerance           the values agree within the tolerance of their kind (another CPU,
-                               another BLAS thread count, a GPU), but not bit for bit.
-A count, a text, a model answer, a best run, a shape or a column that changed is a MISMATCH.
+                               another BLAS thread count, a GPU), but not bit for bit;
+  * consistent (retrained)     a training's loss curve diverged from the frozen one (float32 rounding
+                               of another CPU, amplified over its steps), and a value downstream of it
+                               moved, but every verdict of both studies is the same and every interval
+                               statistic of that study lies inside its frozen 95% interval
+                               (specllm.retrained, which says why and what was measured; refused
+                               with --strict).
+A count, a text, a model answer, a best run, a shape or a column that changed is a MISMATCH, unless
+the third rule applies to it. The verdict of every headline claim is compared exactly, always.
 
 Every tolerance comes from this module (TOLERANCES, GPU_TOLERANCE, PRINTED_UNITS), chosen from the
 values *regenerated* by the current code (their kind, their key, the stage that made them in the
@@ -45,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from specllm import artifacts, fingerprint, paths
+from specllm import artifacts, fingerprint, paths, retrained
 from specllm.errors import InputError
 from specllm.io import read_json, write_json
 
@@ -54,7 +61,7 @@ VALUES = paths.rel(paths.VALUES)
 GENERATED = paths.rel(paths.GENERATED)
 PAPER_TEX = (paths.rel(paths.MAIN_TEX), f"{paths.rel(paths.SECTIONS)}/*.tex",
              paths.rel(paths.GENERATED_PROVENANCE / "appendix.tex"))
-FORMAT = 2  # frozen-file format: 2 = value fingerprints for data files and tables, no tolerance fields
+FORMAT = 3  # frozen-file format: 2 = value fingerprints, no tolerance fields; 3 = + training loss curves, verdicts
 # Stages that run the language model (float32 matrix products whose rounding depends on the CPU's
 # SIMD kernels and thread count, amplified by training): their floats get the "model" tolerance,
 # and on a GPU the GPU tolerance. Every other stage computes in float64 on the CPU.
@@ -71,7 +78,7 @@ MACHINE_SOURCES = (paths.rel(paths.ENVIRONMENT),)
 MEASURED_KEY_RE = re.compile(r"(tokens_per_s|prompts_per_s|_per_s|peak_mib|peak_gib|peak_over_model|peak_memory"
                              r"|minutes|wall_s|_seconds|s_per_step)$|\.device$")
 FAILING = ("MISMATCH", "MISSING", "NEW")
-PASSING = ("identical", "within tolerance")
+PASSING = ("identical", "within tolerance", retrained.CONSISTENT)
 # ---------------------------------------------------------------- reading
 
 def active_profile(root: Path) -> str:
@@ -336,6 +343,9 @@ def build_frozen(root: Path) -> dict[str, Any]:
         "values": entries,
         "artifacts": arts,
         "files": file_fingerprints(root, arts),
+        # What decides whether a moved value may pass at the claim level (specllm.retrained).
+        "trainings": retrained.training_logs(root),
+        "verdicts": retrained.verdict_labels(root),
     }
 
 
@@ -380,6 +390,7 @@ class Row:
     regenerated: str
     tolerance: str
     verdict: str
+    group: str | None = None  # the training the value depends on (specllm.retrained.group_of)
 
 
 def where_in_paper(root: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
@@ -470,10 +481,17 @@ def compare(frozen: Mapping[str, Any], values: Mapping[str, Mapping[str, Any]], 
         if now is None:
             rows.append(Row(name, where, _show(f.get("value")), "(not generated)", "-", "MISSING"))
             continue
-        rule = macro_rule(now, stage_of(str(now.get("source") or ""), outs), gpu)
+        stage = stage_of(str(now.get("source") or ""), outs)
+        rule = macro_rule(now, stage, gpu)
         verdict, note = _macro_verdict(f, now, rule)
         rows.append(Row(name, where, _show(f.get("value")), _show(now["value"]) + (f" {note}" if note else ""),
-                        rule.label, verdict))
+                        rule.label, verdict, retrained.group_of(stage)))
+    if "verdicts" in frozen:  # format 3: every headline claim's verdict, exactly
+        fv_labels, now_labels = frozen["verdicts"], retrained.verdict_labels(root)
+        for key in sorted(set(fv_labels) | set(now_labels)):
+            a, b = fv_labels.get(key), now_labels.get(key)
+            verdict = "NEW" if a is None else "MISSING" if b is None else "identical" if a == b else "MISMATCH"
+            rows.append(Row(f"verdict {key}", "table:verdicts", str(a), str(b), "exact", verdict))
     current = artifact_entries(root)
     now_files = file_fingerprints(root, current)
     fa = frozen.get("artifacts", {})
@@ -488,13 +506,16 @@ def compare(frozen: Mapping[str, Any], values: Mapping[str, Mapping[str, Any]], 
             continue
         art = artifacts.REGISTRY.get(aid)
         machine = bool(art.machine) if art else False
+        made_by = art.made_by if art else None
         # Format 2: paths here, fingerprints in frozen["files"]; format 1: {path: sha256} here.
         old = f.get("files") if isinstance(f.get("files"), Mapping) else {}
         frozen_files = {p: (frozen.get("files") or {}).get(p) for p in (f.get("files") or [])} if not old else old
         for file in sorted(set(frozen_files) | set(now["files"])):
             rule = file_rule(file, stage_of(file, outs), gpu, machine)
             b = now_files.get(file) if file in now["files"] else None
-            rows.append(_file_row(f"{aid} {file}", where, frozen_files.get(file), b, rule))
+            row = _file_row(f"{aid} {file}", where, frozen_files.get(file), b, rule)
+            row.group = retrained.group_of(stage_of(file, outs), made_by)
+            rows.append(row)
     return rows
 
 
@@ -538,7 +559,7 @@ def render(rows: Sequence[Row]) -> str:
 
 
 def summary(rows: Sequence[Row]) -> dict[str, int]:
-    count = {"identical": 0, "within tolerance": 0, "info": 0, "failed": 0}
+    count = {"identical": 0, "within tolerance": 0, retrained.CONSISTENT: 0, "info": 0, "failed": 0}
     for r in rows:
         if r.verdict in FAILING:
             count["failed"] += 1
@@ -549,8 +570,44 @@ def summary(rows: Sequence[Row]) -> dict[str, int]:
     return count
 
 
+def claim_level(rows: list[Row], frozen: Mapping[str, Any], values: Mapping[str, Mapping[str, Any]],
+                root: Path, *, strict: bool = False) -> list[str]:
+    """Turn the MISMATCH rows downstream of a diverged training into "consistent (retrained)" when every
+    verdict is identical and every interval of that study holds (specllm.retrained); add one row per
+    interval check. Returns notes saying what diverged and what was accepted or refused, and why."""
+    tol = TOLERANCES["model"]
+    div = retrained.diverged(frozen.get("trainings") or {}, root, tol.rtol, tol.atol) if "trainings" in frozen else {}
+    if not div:
+        return []
+    groups = {r.name: r.group for r in rows}
+    checks = retrained.interval_checks(frozen.get("values", {}), values, groups)
+    for point, group, inside, text in checks:
+        if group in div:
+            rows.append(Row(f"interval {point}", "-", "frozen 95% CI", text, "inside the frozen interval",
+                            retrained.CONSISTENT if inside else "MISMATCH", None))
+    labels = [r for r in rows if r.name.startswith("verdict ")]
+    bad_labels = [r.name.removeprefix("verdict ") for r in labels if r.verdict != "identical"]
+    notes = []
+    for name, why in div.items():
+        moved = [r for r in rows if r.verdict == "MISMATCH" and r.group in (name, retrained.ANY)]
+        outside = [p for p, g, inside, _ in checks if g == name and not inside]
+        refused = ("--strict" if strict else "no verdicts in the frozen file (format < 3): re-freeze" if not labels
+                   else f"the verdict of {', '.join(bad_labels)} changed" if bad_labels
+                   else f"{', '.join(outside)} outside the frozen 95% interval" if outside else "")
+        if not refused:
+            for r in moved:
+                r.verdict = retrained.CONSISTENT
+        n_checks = sum(1 for _, g, _, _ in checks if g == name)
+        notes.append(f"note: the {name} diverged from the frozen run ({_show(why, 90)}), as another CPU's float32 "
+                     f"rounding does over a training (specllm.retrained). {len(moved)} values downstream of it moved: "
+                     + (f"NOT accepted ({refused})" if refused else
+                        f"accepted at the claim level: all {len(labels)} verdicts identical, {n_checks} interval "
+                        "checks inside the frozen 95% intervals"))
+    return notes
+
+
 def verify(root: Path, *, repro: bool = True, pull: bool = False, only_failures: bool = False,
-           out=print) -> int:
+           strict: bool = False, out=print) -> int:
     """Rerun (or restore) the pipeline, compare with the frozen values; 0 when every row is identical
     or within tolerance (informational differences allowed), else 1."""
     root = Path(root)
@@ -570,6 +627,7 @@ def verify(root: Path, *, repro: bool = True, pull: bool = False, only_failures:
             return proc.returncode or 1
     values = load_values(root)
     rows = compare(frozen, values, root)
+    notes = claim_level(rows, frozen, values, root, strict=strict)
     bad = [r for r in rows if r.verdict in FAILING]
     shown = bad if only_failures else rows
     if shown:
@@ -582,7 +640,11 @@ def verify(root: Path, *, repro: bool = True, pull: bool = False, only_failures:
     if frozen.get("gpu_run") and not gpu_involved(root, profile):
         out(f"\nnote: {rel} says its values came from a GPU run, but profile '{profile}' is a CPU profile: "
             "compared at the CPU tolerances (freeze CPU profiles on a CPU)")
+    for note in notes:
+        out("\n" + note)
     levels = (f"{n['identical']} identical, {n['within tolerance']} reproduced within tolerance"
+              + (f", {n[retrained.CONSISTENT]} consistent at the claim level (a training diverged)"
+                 if n[retrained.CONSISTENT] else "")
               + (f", {n['info']} informational differences" if n["info"] else ""))
     if bad:
         out(f"\nverify: FAILED: {len(bad)} of {len(rows)} reported values differ from {rel} beyond their tolerance "
@@ -590,7 +652,8 @@ def verify(root: Path, *, repro: bool = True, pull: bool = False, only_failures:
         out("  a real change: check it, then `make freeze` and commit the file; an unintended one: find the "
             "stage that changed it (the 'where' column and values.json's source)")
         return 1
-    verdict = "identical" if n["within tolerance"] == 0 else "reproduced within tolerance"
+    verdict = ("reproduced at the claim level" if n[retrained.CONSISTENT] else
+               "identical" if n["within tolerance"] == 0 else "reproduced within tolerance")
     out(f"\nverify: OK ({verdict}): {len(rows)} values, tables and figure data checked against {rel} "
         f"(profile {profile}): {levels}")
     return 0
