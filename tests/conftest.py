@@ -198,19 +198,63 @@ def perturbed_env() -> dict[str, str]:
 
 # ---------------------------------------------------------------- the suite's one pipeline run, and its copies
 
+# The fixtures that read the suite's pipeline run. Tests that use one (directly or through another fixture) run
+# last (pytest_collection_modifyitems), while the run is built in the background from the session's start
+# (pipeline_in_background): the rest of the suite, mostly one core's Python, runs beside it.
+SMOKE_FIXTURES = frozenset({"smoke_repo", "recomputations", "recomputed_run", "perturbed_run", "bf16_run"})
+
+
+def needs_smoke(item: pytest.Item) -> bool:
+    return bool(SMOKE_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+def pytest_collection_modifyitems(session, config, items):
+    items[:] = [i for i in items if not needs_smoke(i)] + [i for i in items if needs_smoke(i)]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pipeline_in_background(request, tmp_path_factory):
+    """{"smoke": future, "bf16"/"perturbed"/"recomputed": futures} when a collected test needs the pipeline run,
+    else None. The smoke run starts with the session; the three recomputations (see `recomputations`) start
+    two at a time as soon as it is done. Folders are made here, in the main thread; the threads only fill them."""
+    if not any(needs_smoke(i) for i in request.session.items):
+        yield None
+        return
+    reuse = os.environ.get("SPECLLM_SMOKE_REPO")
+    s3, aws_env = (None, None) if reuse else (request.getfixturevalue("s3"), request.getfixturevalue("aws_env"))
+    from specllm.precision import FORCE_BF16_ENV
+
+    clone = tmp_path_factory.mktemp("clone") / "specllm"
+    # In the order the test modules (alphabetical) first wait for them: test_bf16_cpu, test_verify_perturbed,
+    # test_verify_smoke.
+    jobs = {"bf16": (BF16_STAGES, {FORCE_BF16_ENV: "1"}), "perturbed": (RECOMPUTED, perturbed_env()),
+            "recomputed": (RECOMPUTED, None)}
+    wanted = set().union(*(i.fixturenames for i in request.session.items if needs_smoke(i)))
+    jobs = {name: job for name, job in jobs.items() if f"{name}_run" in wanted}  # only what the selection reads
+    dests = {name: tmp_path_factory.mktemp(name) / "specllm" for name in jobs}
+    with ThreadPoolExecutor(max_workers=1) as first, ThreadPoolExecutor(max_workers=2) as pool:
+        smoke = first.submit(Path, reuse) if reuse else first.submit(_smoke_run, clone, s3, aws_env)
+        futures = {name: pool.submit(lambda d=dests[name], s=stages, e=env: _recompute(plain_copy(smoke.result(), d),
+                                                                                        s, e))
+                   for name, (stages, env) in jobs.items()}
+        yield {"smoke": smoke, **futures}
+
+
+def _smoke_run(clone: Path, endpoint: str, aws_env: dict[str, str]) -> Path:
+    repo = fresh_copy(clone)
+    use_remote(repo, endpoint)
+    return reproduce_smoke(repo, env=aws_env)
+
+
 @pytest.fixture(scope="session")
-def smoke_repo(tmp_path_factory, s3, aws_env) -> Path:
+def smoke_repo(pipeline_in_background) -> Path:
     """The suite's one full pipeline: a clean clone reproduced on smoke from scratch with its own DVC cache
     while the (empty) S3 remote is reachable, so `make reproduce` runs `dvc repro --pull`, finds nothing and
     computes every stage (test_remote pushes a copy of it). Every other run is a copy of it that recomputes
     some stages (force_stages): a whole pipeline costs the suite 8-10 minutes, a copy seconds. Never changed
     by a test (.dvc/config.local holds the endpoint; plain_copy drops it). SPECLLM_SMOKE_REPO=<folder> reuses
     a clone already reproduced from this tree (with values.first.json) instead."""
-    if reuse := os.environ.get("SPECLLM_SMOKE_REPO"):
-        return Path(reuse)
-    repo = fresh_copy(tmp_path_factory.mktemp("clone") / "specllm")
-    use_remote(repo, s3)
-    return reproduce_smoke(repo, env=aws_env)
+    return pipeline_in_background["smoke"].result()
 
 
 def plain_copy(src: Path, dest: Path) -> Path:
@@ -250,24 +294,15 @@ def _recompute(repo: Path, stages: tuple[str, ...], env: dict[str, str] | None) 
 
 
 @pytest.fixture(scope="session")
-def recomputations(tmp_path_factory, smoke_repo):
-    """The three copies of smoke_repo that recompute stages, started together as soon as one is asked for and
-    run two at a time beside the tests: each is mostly one core's Python (DVC, imports, the tiny model), so
-    on 2 cores the three take about as long as two did one after the other. Tests wait for the one they read.
+def recomputations(pipeline_in_background, smoke_repo):
+    """The three copies of smoke_repo that recompute stages, started by pipeline_in_background as soon as the
+    smoke run is done and run two at a time beside the tests: each is mostly one core's Python (DVC, imports,
+    the tiny model). Tests wait for the one they read.
     - bf16: BF16_STAGES forced to bf16 on the CPU, as on an Ampere GPU (test_bf16_cpu);
     - perturbed: RECOMPUTED under perturbed_env, another CPU's numerics (test_verify_perturbed, make verify);
     - recomputed: RECOMPUTED again on this machine (bitwise reproducibility, test_verify_smoke).
     Each job writes preflight.log and recompute.log beside its repository; a failed one raises in the test."""
-    from specllm.precision import FORCE_BF16_ENV
-
-    # In the order the test modules (alphabetical) first wait for them: test_bf16_cpu, test_verify_perturbed,
-    # test_verify_smoke.
-    jobs = {"bf16": (BF16_STAGES, {FORCE_BF16_ENV: "1"}), "perturbed": (RECOMPUTED, perturbed_env()),
-            "recomputed": (RECOMPUTED, None)}
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        yield {name: pool.submit(_recompute, plain_copy(smoke_repo, tmp_path_factory.mktemp(name) / "specllm"),
-                                 stages, env)
-               for name, (stages, env) in jobs.items()}
+    return pipeline_in_background
 
 
 @pytest.fixture(scope="session")
