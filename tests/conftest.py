@@ -75,13 +75,20 @@ def params() -> dict:
 VENV = Path(sys.executable).parent.parent
 
 
-def run_in(cmd: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run a command in a clone with the test venv first on PATH and SPECLLM_ROOT set (env: extra variables)."""
+def run_in(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True,
+           timeout: float = 1800) -> subprocess.CompletedProcess:
+    """Run a command in a clone with the test venv first on PATH and SPECLLM_ROOT set (env: extra variables);
+    timeout bounds a hung command (a smoke reproduce takes about 10 minutes)."""
     env = {**os.environ, "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}", "SPECLLM_ROOT": str(cwd), **(env or {})}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
+
+
+def stages_run(output: str) -> set[str]:
+    """The stages a `dvc repro` / `make reproduce` output says it executed."""
+    return set(re.findall(r"Running stage '([\w@.-]+)'", output))
 
 
 def reproduce_smoke(repo: Path, env: dict[str, str] | None = None) -> Path:

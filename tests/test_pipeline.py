@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import plain_copy
+from conftest import plain_copy, run_in, stages_run
 from ruamel.yaml import YAML
 
 pytestmark = pytest.mark.slow
@@ -27,16 +24,6 @@ VENV = Path(sys.executable).parent.parent
 # and must never let make rebuild it (its editable install would then point at a temporary copy).
 
 
-def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}", "SPECLLM_ROOT": str(cwd)}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
-
-
-def _ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([\w@.-]+)'", output))
 
 
 def _sha(path: Path) -> str:
@@ -54,18 +41,18 @@ def repo(smoke_repo, tmp_path_factory) -> Path:
 def test_reproduce_builds_the_paper_and_data_matches_data_dvc(repo):
     log = (repo / "reproduce.log").read_text()
     assert "matches data.dvc byte for byte" in log, log[-3000:]
-    assert _run(["dvc", "status", "data.dvc"], repo).stdout.strip() == "Data and pipelines are up to date."
+    assert run_in(["dvc", "status", "data.dvc"], repo).stdout.strip() == "Data and pipelines are up to date."
     pdf = repo / "paper" / "main.pdf"
     assert pdf.stat().st_size > 50_000
-    text = _run(["pdftotext", str(pdf), "-"], repo).stdout
+    text = run_in(["pdftotext", str(pdf), "-"], repo).stdout
     assert "smoke" in text  # the PDF says which profile produced it
-    assert _ran(log) >= {"model", "prepare", "serialize", "baseline", "report", "paper"}
+    assert stages_run(log) >= {"model", "prepare", "serialize", "baseline", "report", "paper"}
 
 
 def test_second_repro_does_nothing(repo):
-    proc = _run(["dvc", "repro"], repo)
-    assert _ran(proc.stdout) == set(), proc.stdout
-    assert _run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
+    proc = run_in(["dvc", "repro"], repo)
+    assert stages_run(proc.stdout) == set(), proc.stdout
+    assert run_in(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
 
 
 def _set_param(repo: Path, key: str, value) -> None:
@@ -85,7 +72,7 @@ def _set_param(repo: Path, key: str, value) -> None:
 
 
 def _changed_stages(repo: Path) -> set[str]:
-    return set(json.loads(_run(["dvc", "status", "--json"], repo).stdout))
+    return set(json.loads(run_in(["dvc", "status", "--json"], repo).stdout))
 
 
 def test_a_params_change_reruns_only_its_dependents(repo):
@@ -95,20 +82,20 @@ def test_a_params_change_reruns_only_its_dependents(repo):
     _set_param(repo, "serialize.target_decimals", 3)
     _set_param(repo, "baseline.n_neighbors", 5)
     assert _changed_stages(repo) == {"baseline", "report"}  # the paper prints the baseline's k
-    ran = _ran(_run(["dvc", "repro"], repo).stdout)
+    ran = stages_run(run_in(["dvc", "repro"], repo).stdout)
     # provenance reruns too: the baseline's cost record (results/cost/baseline.json) is new.
     assert "baseline" in ran and ran <= {"baseline", "report", "provenance", "paper"}, ran
     # Back to the committed value: restored from the run cache, nothing recomputed.
     _set_param(repo, "baseline.n_neighbors", 10)
-    proc = _run(["dvc", "repro"], repo)
-    assert _ran(proc.stdout) == set(), proc.stdout
+    proc = run_in(["dvc", "repro"], repo)
+    assert stages_run(proc.stdout) == set(), proc.stdout
     assert "skipping run" in proc.stdout
     assert _sha(repo / "paper" / "main.pdf") == pdf_before
 
 
 def test_pdf_is_byte_identical_when_rebuilt(repo):
     before = _sha(repo / "paper" / "main.pdf")
-    _run(["dvc", "repro", "--force", "--single-item", "paper"], repo)
+    run_in(["dvc", "repro", "--force", "--single-item", "paper"], repo)
     assert _sha(repo / "paper" / "main.pdf") == before
 
 
@@ -118,7 +105,7 @@ def test_bad_params_stop_reproduce_before_any_output_changes(repo):
     text = (repo / "params.yaml").read_text()
     (repo / "params.yaml").write_text(text.replace("  n_neighbors:", "  n_neigbors:"))
     try:
-        proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, check=False)
+        proc = run_in(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, check=False)
         assert proc.returncode != 0
         assert "baseline.n_neigbors" in proc.stderr and "did you mean 'baseline.n_neighbors'" in proc.stderr
         assert {p: _sha(p) for p in outputs} == outputs
@@ -129,34 +116,34 @@ def test_bad_params_stop_reproduce_before_any_output_changes(repo):
 def test_reproduce_without_profile_fails_fast_without_a_gpu(repo):
     if shutil.which("nvidia-smi"):
         pytest.skip("a GPU driver is present")
-    proc = _run(["make", "reproduce", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, check=False)
+    proc = run_in(["make", "reproduce", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, check=False)
     assert proc.returncode != 0
     assert "PROFILE=small" in proc.stdout + proc.stderr
 
 
 def test_params_and_metrics_diff_between_runs_and_profiles(repo):
     """`dvc params diff` / `dvc metrics diff` against the committed run: a reviewer's view of what changed."""
-    _run(["git", "add", "-A"], repo)
-    _run(["git", "commit", "-qm", "smoke run", "--allow-empty"], repo)
+    run_in(["git", "add", "-A"], repo)
+    run_in(["git", "commit", "-qm", "smoke run", "--allow-empty"], repo)
     try:
         _set_param(repo, "baseline.n_neighbors", 5)
-        _run(["dvc", "repro"], repo)  # from the run cache when test_a_params_change ran first
-        params = json.loads(_run(["dvc", "params", "diff", "--json"], repo).stdout)
+        run_in(["dvc", "repro"], repo)  # from the run cache when test_a_params_change ran first
+        params = json.loads(run_in(["dvc", "params", "diff", "--json"], repo).stdout)
         k = params["params.yaml"]["baseline.n_neighbors"]
         assert (k["old"], k["new"], k["diff"]) == (10, 5, -5)
-        metrics = json.loads(_run(["dvc", "metrics", "diff", "--json"], repo).stdout)
+        metrics = json.loads(run_in(["dvc", "metrics", "diff", "--json"], repo).stdout)
         knn = metrics["results/baseline.json"]["methods.knn.mae"]
         assert knn["old"] != knn["new"] and knn["diff"] == pytest.approx(knn["new"] - knn["old"])
         # Between profiles: switching to small changes exactly the keys profiles/small.yaml sets.
         _set_param(repo, "baseline.n_neighbors", 10)
-        _run(["specllm", "profile", "small"], repo)
-        changed = json.loads(_run(["dvc", "params", "diff", "--json"], repo).stdout)["params.yaml"]
+        run_in(["specllm", "profile", "small"], repo)
+        changed = json.loads(run_in(["dvc", "params", "diff", "--json"], repo).stdout)["params.yaml"]
         small = YAML(typ="safe").load((repo / "profiles" / "small.yaml").read_text())
         smoke = YAML(typ="safe").load((repo / "profiles" / "smoke.yaml").read_text())
         assert set(changed) == {k for k in small if small[k] != smoke[k]}
         assert (changed["profile"]["old"], changed["profile"]["new"]) == ("smoke", "small")
     finally:
-        _run(["specllm", "profile", "smoke"], repo)
+        run_in(["specllm", "profile", "smoke"], repo)
         _set_param(repo, "baseline.n_neighbors", 10)
-        _run(["dvc", "repro"], repo)
-    assert _run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
+        run_in(["dvc", "repro"], repo)
+    assert run_in(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."

@@ -23,25 +23,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, S3_BUCKET, copy_run, free_port, use_remote
+from conftest import ROOT, S3_BUCKET, copy_run, free_port, run_in, stages_run, use_remote
 
 pytestmark = pytest.mark.slow
 VENV = Path(sys.executable).parent.parent
 BUCKET = S3_BUCKET
 
 
-def _run(cmd: list[str], cwd: Path, extra_env: dict[str, str] | None = None, check: bool = True,
-         timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}", "SPECLLM_ROOT": str(cwd),
-           **(extra_env or {})}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
-
-
-def _ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([\w@.-]+)'", output))
 
 
 def _sha(path: Path) -> str:
@@ -66,17 +54,17 @@ def pushed(tmp_path_factory, smoke_repo, aws_env) -> Path:
     repo = copy_run(smoke_repo, tmp_path_factory.mktemp("first") / "specllm")
     (repo / "reproduce.log").rename(repo.parent / "reproduce.log")  # outside git, as when the run was made here
     (repo / "values.first.json").unlink()
-    _run(["make", "push", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
+    run_in(["make", "push", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
     _set_neighbors(repo, 5)
-    _run(["dvc", "repro"], repo)
+    run_in(["dvc", "repro"], repo)
     (repo.parent / "k5.pdf.sha256").write_text(_sha(repo / "paper" / "main.pdf"))
-    _run(["make", "push", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
+    run_in(["make", "push", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
     _set_neighbors(repo, 10)
-    _run(["dvc", "repro"], repo)
-    push = _run(["make", "push", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
+    run_in(["dvc", "repro"], repo)
+    push = run_in(["make", "push", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
     (repo.parent / "push.log").write_text(push.stdout + push.stderr)
-    _run(["git", "add", "-A"], repo)
-    _run(["git", "commit", "-qm", "smoke results (dvc.lock); outputs on the remote"], repo)
+    run_in(["git", "add", "-A"], repo)
+    run_in(["git", "commit", "-qm", "smoke results (dvc.lock); outputs on the remote"], repo)
     return repo
 
 
@@ -91,7 +79,7 @@ def test_the_committed_remote_is_s3_without_endpoint_or_credentials():
 def test_reproduce_with_an_empty_remote_computes_and_push_uploads(pushed, s3):
     log = (pushed.parent / "reproduce.log").read_text()
     assert "dvc repro --pull" in log  # the remote answered
-    assert _ran(log) >= {"model", "prepare", "serialize", "baseline", "report", "paper"}
+    assert stages_run(log) >= {"model", "prepare", "serialize", "baseline", "report", "paper"}
     import boto3
 
     keys = [o["Key"] for page in boto3.client("s3", endpoint_url=s3, aws_access_key_id="testing",
@@ -103,26 +91,26 @@ def test_reproduce_with_an_empty_remote_computes_and_push_uploads(pushed, s3):
 
 def test_a_fresh_clone_pulls_instead_of_recomputing(pushed, s3, aws_env, tmp_path):
     repo = tmp_path / "specllm"
-    _run(["git", "clone", "-q", str(pushed), str(repo)], tmp_path)
+    run_in(["git", "clone", "-q", str(pushed), str(repo)], tmp_path)
     # git gives every file a new mtime; the venv's prerequisites keep the checkout's, or make would
     # rebuild the shared venv (and point its editable install at this temporary clone).
     for name in ("requirements.lock", "requirements/nodeps.lock", "requirements/bootstrap.lock", "pyproject.toml"):
         shutil.copystat(ROOT / name, repo / name)
     assert not (repo / ".dvc" / "cache").exists() and not (repo / "results").exists()
     use_remote(repo, s3)
-    proc = _run(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
+    proc = run_in(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
     out = proc.stdout + proc.stderr
     assert "data/raw restored from the DVC remote" in out
-    assert _ran(out) == set(), out[-3000:]  # no stage executed
+    assert stages_run(out) == set(), out[-3000:]  # no stage executed
     assert "is cached - skipping run" in out or "Pulling data" in out
     assert _sha(repo / "paper" / "main.pdf") == _sha(pushed / "paper" / "main.pdf")
     for metrics in sorted((pushed / "results").glob("*.json")):  # metrics are cached outputs: restored too
         assert _sha(repo / "results" / metrics.name) == _sha(metrics), metrics.name
-    assert _run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
+    assert run_in(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
     # The other value was never computed here: it comes from the pushed run cache.
     _set_neighbors(repo, 5)
-    proc = _run(["dvc", "repro", "--pull"], repo, aws_env)
-    assert _ran(proc.stdout) == set(), proc.stdout
+    proc = run_in(["dvc", "repro", "--pull"], repo, aws_env)
+    assert stages_run(proc.stdout) == set(), proc.stdout
     assert "is cached - skipping run" in proc.stdout
     assert _sha(repo / "paper" / "main.pdf") == (pushed.parent / "k5.pdf.sha256").read_text()
 
@@ -132,10 +120,10 @@ def test_an_unreachable_remote_is_reported_within_seconds(tmp_path, aws_env):
     repo = tmp_path / "specllm"
     shutil.copytree(ROOT / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
     shutil.copy2(ROOT / "dvc.yaml", repo / "dvc.yaml")
-    _run(["git", "init", "-q"], repo)
+    run_in(["git", "init", "-q"], repo)
     use_remote(repo, f"http://127.0.0.1:{free_port()}")  # nothing listens there
     started = time.monotonic()
-    proc = _run(["specllm", "preflight", "--remote"], repo, aws_env, check=False)
+    proc = run_in(["specllm", "preflight", "--remote"], repo, aws_env, check=False)
     assert proc.returncode == 1 and "not reachable" in proc.stderr
     assert time.monotonic() - started < 30
 

@@ -13,11 +13,10 @@ The PDF must carry the provenance appendix and the caption links.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
-from conftest import RECOMPUTED, VENV, copy_run, run_in
+from conftest import RECOMPUTED, VENV, copy_run, run_in, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -25,12 +24,6 @@ pytestmark = pytest.mark.slow
 # The outputs that carry learned weights: nondeterministic training would show here first.
 ADAPTERS = ("models/lora/default/adapter_model.safetensors", "models/stability_warmup/adapter_model.safetensors",
             "models/stability_dpo/adapter_model.safetensors")
-
-
-@pytest.fixture(scope="module")
-def recomputed(recomputed_run) -> Path:
-    """A copy of smoke_repo whose computing stages ran again from their inputs (conftest.recomputations)."""
-    return recomputed_run
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +42,10 @@ def _results(values_json: Path) -> tuple[list, list]:
     return [m for m in macros if m not in info], info
 
 
-def test_recomputing_every_stage_gives_identical_values(smoke_repo, recomputed):
+def test_recomputing_every_stage_gives_identical_values(smoke_repo, recomputed_run):
+    recomputed = recomputed_run  # conftest.recomputations: its computing stages ran again from their inputs
     log = (recomputed.parent / "recompute.log").read_text()
-    assert set(re.findall(r"Running stage '([\w@.-]+)'", log)) >= set(RECOMPUTED)
+    assert stages_run(log) >= set(RECOMPUTED)
     first, first_measured = _results(smoke_repo / "values.first.json")
     again, again_measured = _results(recomputed / "paper" / "generated" / "values.json")
     # Bitwise: every result value, its text and its source, after a JSON round trip of the floats.
@@ -71,7 +65,7 @@ def test_make_verify_passes_on_a_fresh_clone(second):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
     assert "verify: OK" in out  # identical on the freezing host, within tolerance on another CPU
-    assert not re.findall(r"Running stage '([\w@.-]+)'", out)  # everything restored, nothing recomputed
+    assert not stages_run(out)  # everything restored, nothing recomputed
 
 
 def test_altering_one_stored_number_fails_with_a_readable_table(second):
