@@ -29,6 +29,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from specllm import paths
+
 FIGURES_PY = "src/specllm/report/figures.py"
 TABLES_PY = "src/specllm/report/tables.py"
 SETUP_PY = "src/specllm/report/setup.py"
@@ -54,45 +56,47 @@ class Artifact:
         return f"{self.kind}:{self.stem}"
 
 
-_PREPARED_META = ("data/prepared/train_meta.csv", "data/prepared/val_meta.csv", "data/prepared/test_meta.csv")
+_R = paths.rel
+_S = {name: _R(path) for name, path in paths.STABILITY_FILES.items()}
+_PREPARED_META = tuple(_R(paths.PREPARED / f"{split}_meta.csv") for split in ("train", "val", "test"))
 
 REGISTRY: dict[str, Artifact] = {a.id: a for a in (
     Artifact("figure", "redshift_distribution", FIGURES_PY, "redshift_distribution",
-             ("results/data_summary.json", *_PREPARED_META),
+             (_R(paths.DATA_SUMMARY), *_PREPARED_META),
              section="setup"),
     Artifact("figure", "example_spectrum", FIGURES_PY, "example_spectrum",
-             ("data/serialized/train.jsonl", "data/prepared/wavelength.npy", "data/prepared/train_flux.npy",
-              "data/prepared/train_meta.csv"), section="setup"),
+             (_R(paths.SERIALIZED / "train.jsonl"), _R(paths.PREPARED / "wavelength.npy"), _R(paths.PREPARED / "train_flux.npy"),
+              _PREPARED_META[0]), section="setup"),
     # Drawn from pPXF's shipped spectra and kcorrect fits computed in the report process: no stage
     # file holds its data, so the rendered PNG is what is checked (see the module docstring).
     Artifact("figure", "real_vs_reconstructed", FIGURES_PY, "real_vs_reconstructed",
-             ("paper/generated/figures/real_vs_reconstructed.png",),
+             (_R(paths.FIGURES / "real_vs_reconstructed.png"),),
              section="setup"),
-    Artifact("figure", "colour_colour", FIGURES_PY, "colour_colour", ("data/raw/catalogue.csv",),
+    Artifact("figure", "colour_colour", FIGURES_PY, "colour_colour", (_R(paths.CATALOGUE),),
              section="setup"),
     Artifact("figure", "baseline_predictions", FIGURES_PY, "baseline_predictions",
-             ("results/baseline_predictions.csv", "results/baseline.json"),
+             (_R(paths.BASELINE_PREDICTIONS), _R(paths.BASELINE)),
              section="setup"),
     Artifact("figure", "ablation_predictions", FIGURES_PY, "ablation_predictions",
-             ("results/ablation_best_predictions.csv", "results/ablation.json"),
+             (_R(paths.ABLATION_BEST_PREDICTIONS), _R(paths.ABLATION)),
              section="ablation"),
     Artifact("figure", "ablation_per_bin", FIGURES_PY, "ablation_per_bin",
-             ("results/ablation_per_bin.csv", "results/ablation.json", "results/baseline_predictions.csv",
-              "results/data_summary.json"), section="ablation"),
-    Artifact("figure", "ablation_loss", FIGURES_PY, "loss_curves", ("results/train/*/loss.csv",),
+             (_R(paths.ABLATION_PER_BIN), _R(paths.ABLATION), _R(paths.BASELINE_PREDICTIONS),
+              _R(paths.DATA_SUMMARY)), section="ablation"),
+    Artifact("figure", "ablation_loss", FIGURES_PY, "loss_curves", (_R(paths.TRAIN_RESULTS / "*" / "loss.csv"),),
              section="ablation"),
     Artifact("figure", "stability_eigenvalues", STABILITY_PY, "_eigenvalues",
-             ("results/stability/spectral.npz", "results/stability/analysis.json"),
+             (_S["spectral"], _S["analysis"]),
              section="stability"),
     Artifact("figure", "stability_hidden_pca", STABILITY_PY, "_hidden_pca",
-             ("results/stability/hidden.npz", "results/stability/spectral.npz", "results/stability/probe.csv",
-              "results/stability/analysis.json"),
+             (_S["hidden"], _S["spectral"], _S["probe"],
+              _S["analysis"]),
              section="stability"),
-    Artifact("figure", "stability_pss", STABILITY_PY, "_pss", ("results/stability/per_object.csv",),
+    Artifact("figure", "stability_pss", STABILITY_PY, "_pss", (_S["per_object"],),
              section="stability"),
-    Artifact("figure", "stability_before_after", STABILITY_PY, "_before_after", ("results/stability/reprobe.json",),
+    Artifact("figure", "stability_before_after", STABILITY_PY, "_before_after", (_S["reprobe_json"],),
              section="stability"),
-    Artifact("figure", "stability_k_sigma", STABILITY_PY, "_k_sigma", ("results/stability/analysis.json",),
+    Artifact("figure", "stability_k_sigma", STABILITY_PY, "_k_sigma", (_S["analysis"],),
              section="stability"),
     Artifact("table", "ablation_lr", ABLATION_PY, "dimension_table", section="ablation"),
     Artifact("table", "ablation_rank", ABLATION_PY, "dimension_table", section="ablation"),
@@ -118,7 +122,7 @@ REGISTRY: dict[str, Artifact] = {a.id: a for a in (
 )}
 
 
-def discover(root: Path, generated: str = "paper/generated") -> list[Artifact]:
+def discover(root: Path, generated: str = _R(paths.GENERATED)) -> list[Artifact]:
     """Every table and figure in paper/generated/ (registry entries first, then unknown ones), sorted."""
     root = Path(root)
     found: dict[str, Artifact] = {}
@@ -135,7 +139,7 @@ def discover(root: Path, generated: str = "paper/generated") -> list[Artifact]:
     return [found[k] for k in sorted(found)]
 
 
-def data_files(art: Artifact, root: Path, generated: str = "paper/generated") -> list[str]:
+def data_files(art: Artifact, root: Path, generated: str = _R(paths.GENERATED)) -> list[str]:
     """The files whose sha256 stands for the artifact: a figure's data, a table's .tex."""
     if art.kind == "table":
         return [f"{generated}/tables/{art.stem}.tex"]

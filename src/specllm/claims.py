@@ -25,7 +25,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from specllm import paths
 from specllm.report.macros import format_value
+
+ABLATION = paths.rel(paths.ABLATION)  # what the messages below name
 
 VERDICTS = ("supported", "contradicted", "not testable at this scale")
 SUPPORTED, CONTRADICTED, UNTESTABLE = VERDICTS
@@ -145,7 +148,7 @@ def decide_axis(abl: Mapping[str, Any], axis: str) -> dict[str, Any]:
         raise ValueError(f"axis must be one of {AXES}")
     entry = dict((abl.get("axes") or {}).get(axis) or {})
     if not entry:
-        raise ValueError(f"results/ablation.json has no comparison for {axis} (rerun `dvc repro select`)")
+        raise ValueError(f"{ABLATION} has no comparison for {axis} (rerun `dvc repro select`)")
     if not entry.get("candidates"):
         status = "none"
     elif not entry.get("any_beats_constant"):
@@ -160,14 +163,14 @@ def decide_axis(abl: Mapping[str, Any], axis: str) -> dict[str, Any]:
 def _best_row(abl: Mapping[str, Any]) -> Mapping[str, Any]:
     runs = _runs(abl)
     if abl.get("best") not in runs:
-        raise ValueError("results/ablation.json names no best run among its runs")
+        raise ValueError(f"{ABLATION} names no best run among its runs")
     return runs[abl["best"]]
 
 
 def _constant(abl: Mapping[str, Any]) -> Mapping[str, Any]:
     c = abl.get("constant")
     if not c:
-        raise ValueError("results/ablation.json has no constant baseline (rerun `dvc repro select`)")
+        raise ValueError(f"{ABLATION} has no constant baseline (rerun `dvc repro select`)")
     return c
 
 

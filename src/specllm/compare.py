@@ -18,16 +18,19 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-REFERENCES = ("data/reference/arxiv_2508.10075.json", "data/reference/scse.json")
+from specllm import paths
+
+REFERENCES = (paths.rel(paths.ARXIV_REFERENCE), paths.rel(paths.SCSE_REFERENCE))
 
 
-def _load(root: Path, rel: str) -> Any:
-    file = Path(root) / rel
+def _load(root: Path, path: Path | str) -> Any:
+    """A JSON file below `root`: a specllm.paths constant, or a path relative to the root; None if absent."""
+    file = paths.at(root, path) if Path(path).is_absolute() else Path(root) / path
     return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
 
 
 def _best_row(root: Path) -> Mapping[str, Any] | None:
-    ab = _load(root, "results/ablation.json")
+    ab = _load(root, paths.ABLATION)
     if not ab:
         return None
     return next((r for r in ab.get("runs", []) if r.get("run") == ab.get("best")), None)
@@ -38,17 +41,17 @@ def _best(field: str) -> Callable[[Path], Any]:
 
 
 def _best_test_mae(root: Path) -> Any:
-    ab = _load(root, "results/ablation.json")
+    ab = _load(root, paths.ABLATION)
     return None if not ab else (ab.get("best_test") or {}).get("mae")
 
 
 def _n_train(root: Path) -> Any:
-    s = _load(root, "results/data_summary.json")
+    s = _load(root, paths.DATA_SUMMARY)
     return None if not s else s.get("n_train")
 
 
 def _compute_hours(root: Path) -> Any:
-    recs = [json.loads(f.read_text()) for f in sorted((Path(root) / "results" / "cost").glob("*.json"))]
+    recs = [json.loads(f.read_text()) for f in sorted(paths.at(root, paths.COST).glob("*.json"))]
     if not recs:
         return None
     gpu = sum(float(r.get("gpu_hours") or 0) for r in recs)
@@ -58,7 +61,7 @@ def _compute_hours(root: Path) -> Any:
 
 def _ablation_rows(axis: str) -> Callable[[Path], Any]:
     def get(root: Path) -> Any:
-        ab = _load(root, "results/ablation.json")
+        ab = _load(root, paths.ABLATION)
         if not ab:
             return None
         rows = [r for r in ab.get("runs", []) if r.get("run") != "base" and r.get("val_mae") is not None]
@@ -79,7 +82,7 @@ def _dig(data: Any, dotted: str) -> Any:
     return data
 
 
-def _result(file: str, dotted: str) -> Callable[[Path], Any]:
+def _result(file: Path, dotted: str) -> Callable[[Path], Any]:
     return lambda root: _dig(_load(root, file), dotted)
 
 
@@ -107,14 +110,14 @@ ITEMS: tuple[tuple[str, str, Callable[[Mapping], Any], Callable[[Path], Any], st
     (ARXIV, "validation MAE per learning rate", lambda r: None, _ablation_rows("lr"), None, "ablation"),
     (ARXIV, "validation MAE per rank", lambda r: None, _ablation_rows("rank"), None, "ablation"),
     (ARXIV, "validation MAE per epoch count", lambda r: None, _ablation_rows("epochs"), None, "ablation"),
-    (SCSE, "mean PSS", lambda r: r.get("mean_pss"), _result("results/stability/analysis.json", "overall.mean_pss"),
+    (SCSE, "mean PSS", lambda r: r.get("mean_pss"), _result(paths.STABILITY_FILES["analysis"], "overall.mean_pss"),
      None, "stability"),
     (SCSE, "share of objects fully stable", lambda r: r.get("share_fully_stable"),
-     _result("results/stability/analysis.json", "overall.share_stable"), "fraction", "stability"),
+     _result(paths.STABILITY_FILES["analysis"], "overall.share_stable"), "fraction", "stability"),
     (SCSE, "mean PSS before DPO", lambda r: r.get("dpo_pss_before"),
-     _result("results/stability/reprobe.json", "comparison.all.pss_before"), None, "DPO"),
+     _result(paths.STABILITY_FILES["reprobe_json"], "comparison.all.pss_before"), None, "DPO"),
     (SCSE, "mean PSS after DPO", lambda r: r.get("dpo_pss_after"),
-     _result("results/stability/reprobe.json", "comparison.all.pss_after"), None, "DPO"),
+     _result(paths.STABILITY_FILES["reprobe_json"], "comparison.all.pss_after"), None, "DPO"),
 )
 
 
@@ -180,7 +183,7 @@ def verdict_lines(root: Path) -> list[str]:
     studies, supported / contradicted / not testable at this scale, with this run's value and the reason."""
     from specllm import verdicts
 
-    v = _load(root, "results/verdicts.json")
+    v = _load(root, paths.VERDICTS)
     if v is None:
         return ["verdicts: not in this build (run `dvc repro verdicts`)"]
     return ["verdicts (results/verdicts.json; decided by this run's 95% intervals and null baselines):", "",

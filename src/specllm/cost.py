@@ -45,10 +45,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from specllm import machine
+from specllm import machine, paths
 
-COST_DIR = "results/cost"
-FINAL_COST_DIR = "results/cost_final"
+COST_DIR = paths.rel(paths.COST)
+FINAL_COST_DIR = paths.rel(paths.COST_FINAL)
 # Stages downstream of `provenance` (which reads results/cost/): their records go to FINAL_COST_DIR.
 FINAL_STAGES = frozenset({"provenance", "paper"})
 

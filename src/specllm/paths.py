@@ -36,6 +36,7 @@ DR16_SOURCE = DATA / "dr16"           # DR16 spectra in data/raw's format (fetch
 PREPARED = DATA / "prepared"          # split, resampled, rescaled spectra
 SERIALIZED = DATA / "serialized"      # LLMTime text for the LLM
 CATALOGUE = RAW / "catalogue.csv"     # the embedded photometric catalogue (stability study, colour figure)
+MANIFEST = RAW / "manifest.json"      # what data/raw holds and where it came from
 SDSS17_CATALOGUE = SDSS17 / "catalogue.csv"
 REFERENCE = DATA / "reference"        # committed published values the paper compares with
 ARXIV_REFERENCE = REFERENCE / "arxiv_2508.10075.json"
@@ -52,9 +53,41 @@ TRAIN_RESULTS = RESULTS / "train"     # one folder per LoRA run (train.json, los
 EVAL = RESULTS / "eval"               # one summary and predictions per evaluated run
 RETENTION = RESULTS / "retention"     # one retention record per run
 STABILITY = RESULTS / "stability"     # the stability study's outputs (specllm.stability.files)
+STABILITY_FILES = {name: STABILITY / file for name, file in (
+    ("objects", "objects.csv"),                 # sampled objects, features, split
+    ("orders", "orders.json"),                  # the feature orders (same for every object)
+    ("sample", "sample.json"),
+    ("warmup_objects", "warmup_objects.csv"),   # warm-up objects (never probed), shown in one order
+    ("warmup", "warmup.json"),                  # warm-up loss, accuracy on its own objects, time
+    ("warmup_loss", "warmup_loss.csv"),
+    ("probe", "probe.csv"),                     # one row per (object, order): logits, answer
+    ("hidden", "hidden.npz"),                   # last-layer last-token hidden states, float16
+    ("decode", "decode.csv"),                   # free-text answers of the decoded subsample
+    ("probe_json", "probe.json"),
+    ("per_object", "per_object.csv"),           # PSS, entropy, K, ... per object
+    ("spectral", "spectral.npz"),               # eigenvalues and cluster labels per object
+    ("analysis", "analysis.json"),
+    ("pairs", "pairs.csv"),
+    ("dpo_loss", "dpo_loss.csv"),
+    ("dpo", "dpo.json"),
+    ("reprobe", "reprobe.csv"),
+    ("reprobe_json", "reprobe.json"),
+)}
 
 COST = RESULTS / "cost"               # one cost record per stage (specllm.cost)
+COST_FINAL = RESULTS / "cost_final"   # the report/provenance/paper stages' records (written after the report)
 ENVIRONMENT = RESULTS / "environment.json"
+DATA_SUMMARY = RESULTS / "data_summary.json"          # prepare: split sizes and redshift bins
+MODEL_INFO = RESULTS / "model.json"                   # model: the base LLM's origin, size and hash
+SERIALIZATION = RESULTS / "serialization.json"        # serialize: token counts and the context budget
+BASELINE = RESULTS / "baseline.json"                  # baseline: the regressors' metrics
+BASELINE_PREDICTIONS = RESULTS / "baseline_predictions.csv"
+ABLATION = RESULTS / "ablation.json"                  # select: every run, the best, the paired comparisons
+ABLATION_BEST_PREDICTIONS = RESULTS / "ablation_best_predictions.csv"
+ABLATION_PER_BIN = RESULTS / "ablation_per_bin.csv"
+DEMO = RESULTS / "demo.json"                          # demo: one galaxy read, one follow-up answered
+VERDICTS = RESULTS / "verdicts.json"                  # verdicts: one per headline claim of both studies
+PROVENANCE = RESULTS / "provenance.json"              # provenance: a record per macro, table and figure
 
 PAPER = ROOT / "paper"
 MAIN_TEX = PAPER / "main.tex"

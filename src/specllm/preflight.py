@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 # The bf16 policy is specllm.precision's; these names are the preflight's view of it (dtype_for(cap)).
+from specllm import paths
 from specllm.precision import FORCE_BF16_ENV, MIN_CAPABILITY, bf16_forced, dtype_for
 
 EXIT_FAIL = 2
@@ -689,27 +690,28 @@ def check_weights(report: Report, params: Mapping[str, Any], root: Path) -> None
 
 def check_data(report: Report, params: Mapping[str, Any], root: Path) -> None:
     source = params.get("data.source")
+    raw, dr16, dr16_cache, sdss17 = (paths.rel(p) for p in (paths.RAW, paths.DR16_SOURCE, paths.DR16, paths.SDSS17))
     if source == "embedded":
-        if (root / "data" / "raw" / "manifest.json").is_file():
-            report.add("data", True, "embedded source in data/raw")
+        if paths.at(root, paths.MANIFEST).is_file():
+            report.add("data", True, f"embedded source in {raw}")
         elif importlib.util.find_spec("kcorrect") is not None:
-            report.add("data", True, "embedded source: make data builds data/raw from the installed kcorrect")
+            report.add("data", True, f"embedded source: make data builds {raw} from the installed kcorrect")
         else:
-            report.add("data", False, "data/raw missing and kcorrect not installed", "data/raw or kcorrect",
+            report.add("data", False, f"{raw} missing and kcorrect not installed", f"{raw} or kcorrect",
                        "make setup, then make data")
     elif source == "dr16":
-        if (root / "data" / "dr16" / "galaxies.csv").is_file():
-            report.add("data", True, "SDSS DR16 spectra in data/dr16")
+        if paths.at(root, paths.DR16_SOURCE / "galaxies.csv").is_file():
+            report.add("data", True, f"SDSS DR16 spectra in {dr16}")
         else:
             ok, detail = reachable(SKYSERVER_URL)
-            report.add("data", ok, f"no DR16 spectra in data/dr16; SkyServer: {detail}"
+            report.add("data", ok, f"no DR16 spectra in {dr16}; SkyServer: {detail}"
                        + ("; the fetch_dr16 stage downloads them" if ok else ""),
-                       "data/dr16 or network access to SkyServer and the SDSS SAS",
-                       "run `specllm data fetch-dr16` on a machine with network and copy data/external/dr16 here "
+                       f"{dr16} or network access to SkyServer and the SDSS SAS",
+                       f"run `specllm data fetch-dr16` on a machine with network and copy {dr16_cache} here "
                        "(the download is resumable and checksummed)")
     if params.get("catalogue.source") == "sdss17":
-        ok = any((root / "data" / "external" / "sdss17").glob("*"))
-        report.add("catalogue", ok, "data/external/sdss17 " + ("present" if ok else "missing"),
+        ok = any(paths.at(root, paths.SDSS17).glob("*"))
+        report.add("catalogue", ok, f"{sdss17} " + ("present" if ok else "missing"),
                    "the imported SDSS17 catalogue", "specllm data import-sdss17 star_classification.csv")
 
 

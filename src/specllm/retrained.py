@@ -54,14 +54,14 @@ class Training:
         return list(dict.fromkeys(found))
 
 
-_RES = paths.rel(paths.RESULTS)
 TRAININGS = (
     # evaluate_base and the data/baseline stages do not use a trained adapter: never relaxed.
-    Training("LoRA fine-tuning", (f"{_RES}/train/*/loss.csv",),
+    Training("LoRA fine-tuning", (paths.rel(paths.TRAIN_RESULTS / "*" / "loss.csv"),),
              re.compile(r"^(train_|evaluate_(?!base)|retention_|select$|demo$)"),
              ("src/specllm/report/ablation.py",)),
     # The warm-up's adapter is what the probe, the analysis and DPO read; DPO trains on top of it.
-    Training("stability warm-up and DPO", (f"{_RES}/stability/warmup_loss.csv", f"{_RES}/stability/dpo_loss.csv"),
+    Training("stability warm-up and DPO",
+             (paths.rel(paths.STABILITY_FILES["warmup_loss"]), paths.rel(paths.STABILITY_FILES["dpo_loss"])),
              re.compile(r"^stability_(warmup|probe|analyze|dpo|reprobe)$"),
              ("src/specllm/report/stability.py",)),
 )
@@ -100,7 +100,7 @@ def training_logs(root: Path) -> dict[str, Any]:
 
 def verdict_labels(root: Path) -> dict[str, str]:
     """{claim key: verdict} from results/verdicts.json; {} before the verdicts stage ran."""
-    file = Path(root) / _RES / "verdicts.json"
+    file = paths.at(root, paths.VERDICTS)
     if not file.is_file():
         return {}
     return {row["key"]: row["verdict"] for row in read_json(file, "run `dvc repro verdicts`", kind=None)["rows"]}

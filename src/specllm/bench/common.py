@@ -80,8 +80,7 @@ def model_dir(kind: str, work: Path) -> Path:
 def raw_dir() -> Path | None:
     """data/raw when it has been built here (make data), else None: the bench then draws synthetic spectra
     and objects (a GPU check on a machine with only the code: token counts and shapes are what matter)."""
-    raw = paths.ROOT / "data" / "raw"
-    return raw if (raw / "manifest.json").is_file() else None
+    return paths.RAW if paths.MANIFEST.is_file() else None
 
 
 def spectra_records(tokenizer, n: int, n_points: int = 48, cfg=None) -> list[dict[str, Any]]:

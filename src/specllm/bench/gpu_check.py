@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                  "machine": torch.cuda.get_device_name(0) if device == "cuda" else f"{platform.machine()} CPU",
                  "torch": torch.__version__, "torch_build": preflight.describe_torch(build),
                  "python": platform.python_version(), "date": datetime.date.today().isoformat(),
-                 "data": "data/raw" if (paths.ROOT / "data" / "raw" / "manifest.json").is_file() else "synthetic"},
+                 "data": paths.rel(paths.RAW) if paths.MANIFEST.is_file() else "synthetic"},
         "preflight": pf, "matmul": mm}
     checks = {"probe": lambda: run_probe(args.model, work, device, dtype, n, mm["flops_per_s"], size["probe"]),
               "train": lambda: run_train(args.model, work, mm["flops_per_s"], size["train"]),

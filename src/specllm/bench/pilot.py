@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from specllm import paths
 from specllm.evaluate.paired import paired_mean_diff
 
 VARIANTS = {  # name: (n_points, digit_sep)
@@ -118,8 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     pp = sub.add_parser("prepare")
     pp.add_argument("--out", type=Path, required=True)
-    pp.add_argument("--source", type=Path, default=Path("data/raw"))
-    pp.add_argument("--model", type=Path, default=Path("models/base"))
+    pp.add_argument("--source", type=Path, default=Path(paths.rel(paths.RAW)))
+    pp.add_argument("--model", type=Path, default=Path(paths.rel(paths.BASE_MODEL)))
     pp.add_argument("--n-train", type=int, default=1024)
     pp.add_argument("--n-val", type=int, default=200)
     pp.add_argument("--n-test", type=int, default=200)

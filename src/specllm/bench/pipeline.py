@@ -16,7 +16,8 @@ from typing import Any
 
 from specllm import paths
 
-OUTPUTS = ("data/raw", "data/dr16", "data/prepared", "data/serialized", "models", "results", "paper/generated", "paper/main.pdf")
+OUTPUTS = tuple(paths.rel(p) for p in (paths.RAW, paths.DR16_SOURCE, paths.PREPARED, paths.SERIALIZED, paths.MODELS,
+                                        paths.RESULTS, paths.GENERATED, paths.PDF))
 
 
 def _copy_checkout(dest: Path) -> None:

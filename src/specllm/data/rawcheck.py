@@ -25,6 +25,8 @@ from pathlib import Path
 from specllm import paths
 from specllm.data import check_bytes
 
+RAW = paths.rel(paths.RAW)
+
 ALLOW_ENV = "SPECLLM_ALLOW_LOCAL_DATA"
 FIX = ("make data  (restores the committed bytes from the DVC cache, the remote, or a rebuild), or by hand:\n"
        "       git checkout HEAD data.dvc && dvc checkout --force data.dvc")
@@ -54,16 +56,16 @@ def check(root: Path, restore_dvc_file: bool = False) -> tuple[int, list[str]]:
                        f"  fix: {FIX}"]
     expect = check_bytes.expected_md5(dvc_file)
     if not raw.is_dir():
-        return 3, [*lines, "data/raw is absent: `make data` builds it"]
+        return 3, [*lines, f"{RAW} is absent: `make data` builds it"]
     entries = check_bytes.dir_entries(raw)
     got = check_bytes.dir_md5(entries)
     if got == expect:
-        return 0, [*lines, f"data/raw matches the committed data.dvc ({expect})"]
+        return 0, [*lines, f"{RAW} matches the committed data.dvc ({expect})"]
     committed = {e["relpath"]: e["md5"] for e in check_bytes.cached_entries(root / ".dvc" / "cache", expect) or []}
     here = {e["relpath"]: e["md5"] for e in entries}
     changed = sorted(n for n in set(here) | set(committed) if here.get(n) != committed.get(n)) if committed else []
     what = f" (files that differ: {', '.join(changed)})" if changed else ""
-    return 1, [*lines, f"data/raw is not the committed embedded source: its hash {got} is not data.dvc's {expect}{what}.",
+    return 1, [*lines, f"{RAW} is not the committed embedded source: its hash {got} is not data.dvc's {expect}{what}.",
                "  Every stage would run on it and dvc repro would record it in data.dvc.", f"  fix: {FIX}"]
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from specllm import paths
 from specllm.errors import InputError
 from specllm.evaluate.paired import LEVEL, excludes_zero, paired_mean_diff
 from specllm.io import read_csv, read_json
@@ -189,7 +190,7 @@ def comparisons(rows: list[dict[str, Any]], eval_dir: str | Path, best: str, max
     """The paired comparisons (module docstring) for the rows of one ablation."""
     value = float(stats["constant"])
     errors = {r["run"]: abs_errors(eval_dir, r["run"]) for r in rows}
-    constant: dict[str, Any] = {"value": value, "source": stats.get("constant_source", "data/prepared/train_meta.csv")}
+    constant: dict[str, Any] = {"value": value, "source": stats.get("constant_source", paths.rel(paths.PREPARED / "train_meta.csv"))}
     any_errors = next(iter(errors.values()))
     for split in ("val", "test"):
         if split in any_errors.index.get_level_values(0):

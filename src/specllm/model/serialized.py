@@ -26,7 +26,7 @@ from specllm.io import atomic_dir, write_json
 from specllm.serialize import SerializerConfig, build_example, check_budget, encode, token_counts
 from specllm.vocab import SPLITS
 
-RESULTS_FILE = paths.RESULTS / "serialization.json"
+RESULTS_FILE = paths.SERIALIZATION
 PREPARE_FIX = "rerun the prepare stage (`dvc repro prepare`)"
 EXAMPLE_CHARS = 60
 

@@ -66,10 +66,9 @@ class AblationInputs:
 
     @classmethod
     def under(cls, root: Path) -> AblationInputs:
-        results = paths.at(root, paths.RESULTS)
-        return cls(ablation=results / "ablation.json", best_predictions=results / "ablation_best_predictions.csv",
-                   per_bin=results / "ablation_per_bin.csv", train_dir=paths.at(root, paths.TRAIN_RESULTS),
-                   demo=results / "demo.json", reference=paths.at(root, paths.ARXIV_REFERENCE),
+        return cls(ablation=paths.at(root, paths.ABLATION), best_predictions=paths.at(root, paths.ABLATION_BEST_PREDICTIONS),
+                   per_bin=paths.at(root, paths.ABLATION_PER_BIN), train_dir=paths.at(root, paths.TRAIN_RESULTS),
+                   demo=paths.at(root, paths.DEMO), reference=paths.at(root, paths.ARXIV_REFERENCE),
                    retention_dir=paths.at(root, paths.RETENTION))
 
 

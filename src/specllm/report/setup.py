@@ -136,20 +136,19 @@ class Inputs:
     def under(cls, root: Path) -> Inputs:
         """The standard project layout below `root` (what specllm.paths names)."""
         root = Path(root)
-        results = paths.at(root, paths.RESULTS)
         return cls(
             root=root,
-            manifest=paths.at(root, paths.RAW / "manifest.json"),
+            manifest=paths.at(root, paths.MANIFEST),
             catalogue=paths.at(root, paths.CATALOGUE),
-            data_summary=results / "data_summary.json",
+            data_summary=paths.at(root, paths.DATA_SUMMARY),
             prepared=paths.at(root, paths.PREPARED),
-            model=results / "model.json",
-            serialization=results / "serialization.json",
+            model=paths.at(root, paths.MODEL_INFO),
+            serialization=paths.at(root, paths.SERIALIZATION),
             serialized=paths.at(root, paths.SERIALIZED),
-            baseline=results / "baseline.json",
-            baseline_predictions=results / "baseline_predictions.csv",
-            environment=results / "environment.json",
-            stability_sample=paths.at(root, paths.STABILITY / "sample.json"),
+            baseline=paths.at(root, paths.BASELINE),
+            baseline_predictions=paths.at(root, paths.BASELINE_PREDICTIONS),
+            environment=paths.at(root, paths.ENVIRONMENT),
+            stability_sample=paths.at(root, paths.STABILITY_FILES["sample"]),
         )
 
     def rel(self, path: Path) -> str:
@@ -599,7 +598,7 @@ def model_origin(m: Mapping[str, Any]) -> str:
     if m.get("source") == "gguf":
         q = m.get("gguf_quantization")
         if not q:
-            raise InputError("results/model.json", "gguf_quantization", "missing for a GGUF model",
+            raise InputError(paths.rel(paths.MODEL_INFO), "gguf_quantization", "missing for a GGUF model",
                              "rerun `dvc repro model` (it records the GGUF header's file type)")
         bits = f" ({int(m['gguf_bits'])}-bit)" if m.get("gguf_bits") else ""
         return (rf"the {escape_latex(q)}{bits} GGUF file of {name} shipped in "

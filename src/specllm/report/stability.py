@@ -172,11 +172,10 @@ def load(results_dir: Path, reference: Path | None = None) -> dict[str, Any]:
     """Every result file of the stability study (results/stability/) and the published reference, read."""
     res = Path(results_dir)
     reference = Path(reference or REFERENCE)
-    files = {n: res / f for n, f in (("sample", "sample.json"), ("warmup", "warmup.json"), ("probe", "probe.json"),
-                                      ("analysis", "analysis.json"),
-                                      ("dpo", "dpo.json"), ("reprobe", "reprobe.json"), ("per_object", "per_object.csv"),
-                                      ("probe_csv", "probe.csv"), ("hidden", "hidden.npz"), ("spectral", "spectral.npz"),
-                                      ("dpo_loss", "dpo_loss.csv"))}
+    files = {n: res / paths.STABILITY_FILES[key].name for n, key in (  # results_dir may be another folder
+        ("sample", "sample"), ("warmup", "warmup"), ("probe", "probe_json"), ("analysis", "analysis"), ("dpo", "dpo"),
+        ("reprobe", "reprobe_json"), ("per_object", "per_object"), ("probe_csv", "probe"), ("hidden", "hidden"),
+        ("spectral", "spectral"), ("dpo_loss", "dpo_loss"))}
     sample, probe, an = _json(files["sample"]), _json(files["probe"]), _json(files["analysis"])
     warm = _json(files["warmup"])
     dpo, rep, ref = _json(files["dpo"]), _json(files["reprobe"]), _json(reference)

@@ -28,10 +28,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from specllm import paths
 from specllm.report.macros import macro_name
 
 SRC = Path(__file__).resolve().parents[1]  # src/specllm
-GENERATED_VALUES = {"report": "paper/generated/values.json", "provenance": "paper/generated_provenance/values.json"}
+GENERATED_VALUES = {"report": paths.rel(paths.VALUES), "provenance": paths.rel(paths.GENERATED_PROVENANCE / "values.json")}
 _KEY_TEXT = re.compile(r"[A-Za-z0-9._ -]*")
 
 
@@ -198,7 +199,7 @@ def where(name: str, root: Path, profile: str | None = None) -> dict[str, Any]:
         from_stage = _producer_stage(source, root)
     return {
         "name": name, "key": key, "writer": writer,
-        "output": "paper/generated_provenance/macros.tex" if writer == "provenance" else "paper/generated/macros.tex",
+        "output": paths.rel((paths.GENERATED_PROVENANCE if writer == "provenance" else paths.GENERATED) / "macros.tex"),
         "source": source, "source_stage": from_stage,
         "params": _stage_params(from_stage, source, key or "", root) if rec else {},
         "code": [p.code for p in code],
@@ -214,10 +215,11 @@ def _producer_stage(path: str, root: Path) -> str | None:
     """The dvc.yaml stage whose outs hold `path` (data/raw: data.dvc)."""
     from ruamel.yaml import YAML
 
-    if path == "data/raw" or path.startswith("data/raw/"):
+    raw = paths.rel(paths.RAW)
+    if path == raw or path.startswith(raw + "/"):
         return "data.dvc"
     try:
-        stages = YAML(typ="safe").load((root / "dvc.yaml").read_text())["stages"]
+        stages = YAML(typ="safe").load(paths.at(root, paths.DVC_YAML).read_text())["stages"]
     except (OSError, KeyError, TypeError):
         return None
     for stage, spec in stages.items():
@@ -237,7 +239,7 @@ def artifact(ident: str) -> dict[str, Any]:
         if ident in (art.id, macro_name(f"link.{art.kind}.{art.stem}")):
             return {"id": art.id, "section": f"specllm.report.{art.section}", "made_by": art.made_by,
                     "function": art.function, "data": list(art.data), "machine": art.machine,
-                    "output": f"paper/generated/{art.kind}s/{art.stem}" + (".pdf" if art.kind == "figure" else ".tex"),
+                    "output": paths.rel(paths.GENERATED / f"{art.kind}s" / art.stem) + (".pdf" if art.kind == "figure" else ".tex"),
                     "caption_link": "\\" + macro_name(f"link.{art.kind}.{art.stem}")}
     raise KeyError(ident)
 

@@ -1,7 +1,7 @@
 """Where the stability stages read and write, relative to the project root (specllm.paths.ROOT).
 
-The folders and shared inputs are specllm.paths' (paths.STABILITY, ...); the file names inside
-results/stability are listed here, the study's own layout.
+Every path is specllm.paths' (paths.STABILITY_FILES names the files inside results/stability);
+this module resolves them, with the shared inputs, below a root.
 
 Resolved at call time, so tests can point specllm.paths at a temporary project.
 """
@@ -25,22 +25,5 @@ def layout(root: Path | None = None) -> dict[str, Path]:
         "adapter": paths.at(root, paths.STABILITY_DPO_ADAPTER),
         "warmup_adapter": paths.at(root, paths.STABILITY_WARMUP_ADAPTER),
         "results": res,
-        "objects": res / "objects.csv",          # sampled objects, features, split
-        "orders": res / "orders.json",           # the feature orders (same for every object)
-        "sample": res / "sample.json",
-        "warmup_objects": res / "warmup_objects.csv",  # warm-up objects (never probed), shown in one order
-        "warmup": res / "warmup.json",           # warm-up loss, accuracy on its own objects, time
-        "warmup_loss": res / "warmup_loss.csv",
-        "probe": res / "probe.csv",              # one row per (object, order): logits, answer
-        "hidden": res / "hidden.npz",            # last-layer last-token hidden states, float16
-        "decode": res / "decode.csv",            # free-text answers of the decoded subsample
-        "probe_json": res / "probe.json",
-        "per_object": res / "per_object.csv",    # PSS, entropy, K, ... per object
-        "spectral": res / "spectral.npz",        # eigenvalues and cluster labels per object
-        "analysis": res / "analysis.json",
-        "pairs": res / "pairs.csv",
-        "dpo_loss": res / "dpo_loss.csv",
-        "dpo": res / "dpo.json",
-        "reprobe": res / "reprobe.csv",
-        "reprobe_json": res / "reprobe.json",
+        **{name: paths.at(root, path) for name, path in paths.STABILITY_FILES.items()},
     }

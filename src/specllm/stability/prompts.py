@@ -15,7 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from specllm import paths
 from specllm.errors import InputError
+
+BASE_MODEL = paths.rel(paths.BASE_MODEL)  # named in the errors when no folder is given
 
 INSTRUCTION = ("Classify this astronomical object as STAR, GALAXY, or QSO based on the following "
                "spectral features:")
@@ -32,7 +35,7 @@ def has_thinking_switch(tokenizer) -> bool:
     return "enable_thinking" in template
 
 
-def chat_prompt(tokenizer, text: str, model_dir: str | Path = "models/base") -> str:
+def chat_prompt(tokenizer, text: str, model_dir: str | Path = BASE_MODEL) -> str:
     """The chat-templated prompt (text, special tokens included) ending with the assistant's turn."""
     if not getattr(tokenizer, "chat_template", None):
         raise InputError(Path(model_dir) / "tokenizer_config.json", "chat_template", "the tokenizer has no chat template",
@@ -47,7 +50,7 @@ def encode(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def label_token_ids(tokenizer, labels: Sequence[str], model_dir: str | Path = "models/base") -> list[int]:
+def label_token_ids(tokenizer, labels: Sequence[str], model_dir: str | Path = BASE_MODEL) -> list[int]:
     """First token id of each label where it follows the generation prompt; InputError when a label cannot
     be emitted or two labels share their first token."""
     where = Path(model_dir) / "tokenizer.json"

@@ -78,8 +78,8 @@ def run_baselines(folder: Path, p: dict) -> tuple[dict, pd.DataFrame]:
 def main() -> None:
     p = dict(config.stage_params("baseline"))
     summary, predictions = run_baselines(paths.PREPARED, p)
-    write_json(paths.RESULTS / "baseline.json", summary)
-    predictions.to_csv(paths.RESULTS / "baseline_predictions.csv", index=False, float_format="%.6f")
+    write_json(paths.BASELINE, summary)
+    predictions.to_csv(paths.BASELINE_PREDICTIONS, index=False, float_format="%.6f")
     for name, m in summary["methods"].items():
         print(f"baseline {name}: test MAE {m['mae']:.4f}, NMAD {m['nmad']:.4f}, outliers {m['outlier_frac']:.3f}")
 

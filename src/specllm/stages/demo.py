@@ -25,8 +25,8 @@ from specllm.evaluate.run import BASE_RUN, LORA_DIR, check_run_name, model_name
 from specllm.io import write_json
 from specllm.runner import run_main
 
-ABLATION = paths.RESULTS / "ablation.json"
-OUT = paths.RESULTS / "demo.json"
+ABLATION = paths.ABLATION
+OUT = paths.DEMO
 
 
 def best_run(ablation_file: Path) -> str:

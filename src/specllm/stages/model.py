@@ -23,7 +23,7 @@ from specllm.io import atomic_dir, write_json
 from specllm.model.load import PROVENANCE, model_identity
 from specllm.runner import run_main
 
-RESULTS_FILE = paths.RESULTS / "model.json"
+RESULTS_FILE = paths.MODEL_INFO
 
 
 def build_base(p: Mapping[str, Any], out_dir: str | Path = paths.BASE_MODEL,

@@ -19,7 +19,7 @@ def main() -> None:
     p = config.stage_params("prepare")
     source = paths.RAW if p["data.source"] == "embedded" else paths.DR16_SOURCE
     summary = prepare(source, paths.PREPARED, dict(p))
-    write_json(paths.RESULTS / "data_summary.json", summary)
+    write_json(paths.DATA_SUMMARY, summary)
     print(f"prepare: {summary['n_train']}/{summary['n_val']}/{summary['n_test']} spectra "
           f"(train/val/test) from {summary['n_source']} in {summary['z_bins']} redshift bins")
 

@@ -53,6 +53,8 @@ from specllm.runner import run_main
 
 PARAM_KEYS = ("cost.usd_per_gpu_hour", "provenance.repo_url", "provenance.repo_ref")
 OUT_DIR = paths.rel(paths.GENERATED_PROVENANCE)
+RAW = paths.rel(paths.RAW)
+COST = paths.rel(paths.COST)
 GENERATED = paths.rel(paths.GENERATED)
 
 
@@ -122,7 +124,7 @@ def producer(path: str, lock: Mapping[str, Mapping[str, Any]]) -> str | None:
         for out in st["outs"]:
             if path == out or path.startswith(out.rstrip("/") + "/"):
                 return stage
-    if path == "data/raw" or path.startswith("data/raw/"):
+    if path == RAW or path.startswith(RAW + "/"):
         return "data.dvc"
     return None
 
@@ -226,12 +228,12 @@ def cost_table(rows: list, tot: Mapping[str, float]) -> str:
 
 
 def data_hash_table(data: Mapping[str, Any], lock: Mapping[str, Mapping[str, Any]], root: Path) -> str:
-    rows = [[format_value(str(data.get("path") or "data/raw"), "code") + r" (\texttt{data.dvc})",
+    rows = [[format_value(str(data.get("path") or RAW), "code") + r" (\texttt{data.dvc})",
              format_value(str(data.get("md5") or "n/a"), "code")]]
     seen = set()
     for st in lock.values():
         for out, md5 in st["outs"].items():
-            if out in seen or not md5 or not (out.startswith("data/") or out.startswith("models/base")):
+            if out in seen or not md5 or not (out.startswith(paths.rel(paths.DATA) + "/") or out.startswith(paths.rel(paths.BASE_MODEL))):
                 continue
             seen.add(out)
             rows.append([format_value(out, "code"), format_value(str(md5).removesuffix(".dir"), "code")])
@@ -254,10 +256,10 @@ def build_macros(link_base: str, arts: Sequence[Mapping[str, Any]], tot: Mapping
         text = (r"\protect\href{" + a["link"].replace("#", r"\#").replace("%", r"\%") + "}{\\protect\\nolinkurl{"
                 + a["made_by"] + "}} (\\texttt{" + escape_latex(a["function"]) + "})")
         ms.add(f"link.{a['kind']}.{a['stem']}", text, source=a["made_by"], kind="latex")
-    ms.add("compute.wall_hours", tot["wall_s"] / 3600.0, source="results/cost", kind="float", precision=2)
-    ms.add("compute.cpu_hours", tot["cpu_hours"], source="results/cost", kind="float", precision=2)
-    ms.add("compute.gpu_hours", tot["gpu_hours"], source="results/cost", kind="float", precision=2)
-    ms.add("compute.usd", tot["usd"], source="results/cost", kind="float", precision=2)
+    ms.add("compute.wall_hours", tot["wall_s"] / 3600.0, source=COST, kind="float", precision=2)
+    ms.add("compute.cpu_hours", tot["cpu_hours"], source=COST, kind="float", precision=2)
+    ms.add("compute.gpu_hours", tot["gpu_hours"], source=COST, kind="float", precision=2)
+    ms.add("compute.usd", tot["usd"], source=COST, kind="float", precision=2)
     ms.add("compute.usd_per_gpu_hour", usd_per_gpu_hour, source="params.yaml", kind="float", precision=2)
     ms.add("data.hash_short", str(data.get("md5") or "n/a")[:12], source="data.dvc", kind="code")
     ms.add("source.base_url", link_base, source="params.yaml", kind="latex")
@@ -351,7 +353,7 @@ def main() -> None:
 
     sp = config.stage_params("provenance")
     params = {k: sp[k] for k in PARAM_KEYS}
-    rec = write_provenance(paths.ROOT, params, paths.RESULTS / "provenance.json", paths.ROOT / OUT_DIR)
+    rec = write_provenance(paths.ROOT, params, paths.PROVENANCE, paths.ROOT / OUT_DIR)
     print(f"provenance: {len(rec['macros'])} macros, {len(rec['artifacts'])} tables/figures, "
           f"{len(rec['stages'])} stages; commit {str(rec['code']['git_commit'])[:12]}"
           f"{' (dirty)' if rec['code']['dirty'] else ''} -> results/provenance.json, {OUT_DIR}/")

@@ -81,16 +81,9 @@ def main() -> None:
     except KeyError as err:
         raise InputError(paths.DVC_YAML, "stages.report.params", str(err.args[0]),
                          f"list these keys there: {', '.join(PARAM_KEYS)}") from None
-    inputs = Inputs(root=paths.ROOT, manifest=paths.RAW / "manifest.json", catalogue=paths.RAW / "catalogue.csv",
-                    data_summary=paths.RESULTS / "data_summary.json", prepared=paths.PREPARED,
-                    model=paths.RESULTS / "model.json", serialization=paths.RESULTS / "serialization.json",
-                    serialized=paths.SERIALIZED,
-                    baseline=paths.RESULTS / "baseline.json",
-                    baseline_predictions=paths.RESULTS / "baseline_predictions.csv",
-                    environment=paths.RESULTS / "environment.json",
-                    stability_sample=paths.RESULTS / "stability" / "sample.json")
+    inputs = Inputs.under(paths.ROOT)
     done = write_report(params, inputs, paths.GENERATED, load_comparisons(), lora=ablation.AblationInputs.under(paths.ROOT),
-                        stability=paths.RESULTS / "stability", verdicts_file=paths.RESULTS / "verdicts.json")
+                        stability=paths.STABILITY, verdicts_file=paths.VERDICTS)
     print(f"report: {done['macros']} macros, tables {', '.join(done['tables'])}, "
           f"figures {', '.join(done['figures'])} -> {inputs.rel(paths.GENERATED)}/")
 

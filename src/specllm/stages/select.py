@@ -34,9 +34,9 @@ from specllm.runner import run_main
 EVAL_DIR = paths.EVAL
 TRAIN_DIR = paths.RESULTS / "train"
 RETENTION_DIR = paths.RETENTION
-OUT_JSON = paths.RESULTS / "ablation.json"
-OUT_BEST = paths.RESULTS / "ablation_best_predictions.csv"
-OUT_BINS = paths.RESULTS / "ablation_per_bin.csv"
+OUT_JSON = paths.ABLATION
+OUT_BEST = paths.ABLATION_BEST_PREDICTIONS
+OUT_BINS = paths.ABLATION_PER_BIN
 
 
 def declared_runs(p) -> list[str]:

@@ -17,9 +17,9 @@ from specllm.errors import InputError
 from specllm.io import read_json, write_json
 from specllm.runner import run_main
 
-OUT = paths.RESULTS / "verdicts.json"
+OUT = paths.VERDICTS
 INPUTS = {
-    "ablation": (paths.RESULTS / "ablation.json", "run `dvc repro select`"),
+    "ablation": (paths.ABLATION, "run `dvc repro select`"),
     "arxiv": (paths.ARXIV_REFERENCE, "restore it from git"),
     "analysis": (paths.RESULTS / "stability" / "analysis.json", "run `dvc repro stability_analyze`"),
     "reprobe": (paths.RESULTS / "stability" / "reprobe.json", "run `dvc repro stability_reprobe`"),
