@@ -207,7 +207,9 @@ def perturbed_env() -> dict[str, str]:
 
 # The fixtures that read the suite's pipeline run. Tests that use one (directly or through another fixture) run
 # last (pytest_collection_modifyitems), while the run is built in the background from the session's start
-# (pipeline_in_background): the rest of the suite, mostly one core's Python, runs beside it.
+# (pipeline_in_background): the rest of the suite, mostly one core's Python, runs beside it. Of those, the ones
+# that read a recomputed copy come last, so the ones that read the smoke run itself run beside the
+# recomputations.
 SMOKE_FIXTURES = frozenset({"smoke_repo", "recomputations", "recomputed_run", "perturbed_run", "bf16_run"})
 
 
@@ -215,8 +217,14 @@ def needs_smoke(item: pytest.Item) -> bool:
     return bool(SMOKE_FIXTURES & set(getattr(item, "fixturenames", ())))
 
 
+def _wait_order(item: pytest.Item) -> int:
+    """0: needs no pipeline run; 1: reads the smoke run only; 2: reads a recomputed copy (ready last)."""
+    names = set(getattr(item, "fixturenames", ()))
+    return 2 if names & (SMOKE_FIXTURES - {"smoke_repo"}) else 1 if "smoke_repo" in names else 0
+
+
 def pytest_collection_modifyitems(session, config, items):
-    items[:] = [i for i in items if not needs_smoke(i)] + [i for i in items if needs_smoke(i)]
+    items.sort(key=_wait_order)  # stable: file order within each group
 
 
 @pytest.fixture(scope="session", autouse=True)
