@@ -79,3 +79,20 @@ def test_every_registered_figure_and_table_is_linked_from_its_caption():
     unlinked = [art.id for art in artifacts.REGISTRY.values()
                 if "\\" + where.macro_name(f"link.{art.kind}.{art.stem}") not in text]
     assert not unlinked, f"captions without their link macro (Made by \\Link...): {unlinked}"
+
+
+def test_a_value_printed_inside_a_sentence_is_traced_through_it():
+    """StabilityMeanPss is not named by the paper: its text is printed inside the sensitivity sentence."""
+    found = "\n".join(where.lookup(["StabilityMeanPss"], ROOT, "small"))
+    assert "paper    not named; its text 0.026 is printed inside \\StabilitySensitivityClaim (sections/" in found
+    named = "\n".join(where.lookup(["StabilityAccuracy"], ROOT, "small"))
+    assert "paper    sections/stability.tex:" in named
+
+
+def test_a_number_read_off_the_pdf_finds_its_macros():
+    out = "\n".join(where.lookup(["0.026"], ROOT, "small"))
+    assert out.startswith("printed as 0.026: \\StabilityMeanPss")
+    assert "inside   \\StabilitySensitivityClaim" in out and "key stability.mean_pss" in out
+    assert "\\StabilityAccuracy" in where.lookup(["94%"], ROOT, "small")[0]  # as the PDF prints it, not 94\\%
+    with pytest.raises(KeyError):
+        where.lookup(["0.123456789"], ROOT, "small")

@@ -15,6 +15,12 @@ a macro in neither (the provenance stage's caption links before a run) is found 
 
 Figures and tables: `specllm where figure:<stem>` (or table:<stem>, or a caption link
 \\LinkFigure<Stem>) prints specllm.artifacts.REGISTRY's row.
+
+Where the paper prints it: the lines of paper/main.tex and paper/sections/*.tex that name the macro;
+for a value printed inside a generated sentence instead (the paper names the sentence's macro), the
+sentences whose text holds its printed text. A number read off the PDF works too:
+`specllm where 0.026` lists the macros printed as 0.026 (and the sentences that hold it), then traces
+each macro printed exactly so.
 """
 
 from __future__ import annotations
@@ -271,15 +277,83 @@ def render(found: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@lru_cache(maxsize=4)
+def paper_uses(root: Path) -> dict[str, tuple[str, ...]]:
+    """{macro name: ("main.tex:12", "sections/stability.tex:36", ...)}: the paper's lines that name it."""
+    uses: dict[str, list[str]] = {}
+    for file in [paths.at(root, paths.MAIN_TEX), *sorted(paths.at(root, paths.SECTIONS).glob("*.tex"))]:
+        rel = file.relative_to(paths.at(root, paths.PAPER)).as_posix()
+        for i, line in enumerate(file.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            for name in re.findall(r"\\([A-Za-z]+)", re.split(r"(?<!\\)%", line, maxsplit=1)[0]):
+                uses.setdefault(name, []).append(f"{rel}:{i}")
+    return {k: tuple(dict.fromkeys(v)) for k, v in uses.items()}
+
+
+def _plain(text: str) -> str:
+    """Printed text as the PDF shows it (94\\% -> 94%, 9{,}980 -> 9,980, \\ensuremath{-} -> -)."""
+    return text.replace("\\%", "%").replace("{,}", ",").replace("\\ensuremath{-}", "-")
+
+
+def _texts(root: Path, profile: str | None) -> dict[str, str]:
+    """{macro name: printed text, as the PDF shows it}: this checkout's generated values, else the
+    profile's frozen ones."""
+    current, frozen = _records(root)
+    active = _profile(root)
+    out = {n: _plain(str(v.get("text"))) for n, v in (frozen.get(profile or active or "") or {}).items()}
+    if profile in (None, active):  # this checkout's run is of that profile
+        out.update({n: _plain(str(rec.get("text"))) for n, (_, rec) in current.items()})
+    return out
+
+
+def printed_in(text: str, root: Path, profile: str | None = None, exclude: str = "") -> list[str]:
+    """The macros the paper names whose printed text holds `text` as a whole number or word (a value
+    printed inside a generated sentence), each with its first line in the paper."""
+    text = _plain(text)
+    if not text.strip():
+        return []
+    token = re.compile(r"(?<![\w.])" + re.escape(text) + r"(?![\w])")
+    uses = paper_uses(root)
+    return [f"\\{n} ({uses[n][0]})" for n, t in sorted(_texts(root, profile).items())
+            if n != exclude and n in uses and t != text and token.search(t)]
+
+
+def by_text(text: str, root: Path, profile: str | None = None) -> list[str]:
+    """The macros printed exactly as `text` (e.g. a number read off the PDF)."""
+    return sorted(n for n, t in _texts(root, profile).items() if t == _plain(text))
+
+
+def _paper_lines(name: str, text: str | None, root: Path, profile: str | None) -> list[str]:
+    if uses := paper_uses(root).get(name):
+        return [f"  paper    {', '.join(uses[:4])}" + (f" +{len(uses) - 4}" if len(uses) > 4 else "")]
+    inside = printed_in(text or "", root, profile, exclude=name)
+    if inside:
+        return [f"  paper    not named; its text {text} is printed inside {', '.join(inside[:4])}"
+                + (f" +{len(inside) - 4}" if len(inside) > 4 else "")]
+    return ["  paper    not named in the paper's text (a table's cell, or read by verify / compare)"]
+
+
 def lookup(names: Iterable[str], root: Path, profile: str | None = None) -> list[str]:
-    """The printed answer for each name (a macro, figure:<stem> or table:<stem>); KeyError: unknown."""
+    """The printed answer for each name (a macro, figure:<stem> or table:<stem>, or a printed value);
+    KeyError: unknown."""
     out = []
     for name in names:
         bare = name.lstrip("\\")
         if bare.startswith(("figure:", "table:")):
             out.append(render(artifact(bare)))
             continue
-        text = render(where(bare, root, profile))
+        if not re.fullmatch(r"[A-Za-z]+", bare):  # a printed value, not a macro name
+            exact, inside = by_text(bare, root, profile), printed_in(bare, root, profile)
+            if not exact and not inside:
+                raise KeyError(name)
+            head = [f"printed as {bare}: " + (", ".join("\\" + n for n in exact) or "no macro alone")]
+            if inside:
+                head.append(f"  inside   {', '.join(inside)}")
+            out.append("\n".join(head))
+            out.extend(lookup(exact, root, profile))
+            continue
+        found = where(bare, root, profile)
+        text = render(found) + "\n" + "\n".join(
+            _paper_lines(bare, found["current"] or (found["frozen"] or {}).get("text"), root, profile))
         try:  # a caption link: the registry row it points at, too
             text += "\n" + render(artifact(bare))
         except KeyError:
