@@ -360,7 +360,7 @@ def add_macros(ms: MacroSet, data: Mapping[str, Any], defaults: Mapping[str, Any
     ms.add("ablation.cost.peak_gib", max(peaks) / 2**30 if peaks else 0.0, source=tsrc, kind="float", precision=2)
     ms.add("ablation.cost.padding_max", max(pads) if pads else 0.0, source=tsrc, kind="percent", precision=1)
     d = train.get("default") or next(iter(train.values()), {})
-    for key in ("trainable_params", "total_params", "llama31_8b_lora_param_count"):
+    for key in ("trainable_params", "llama31_8b_lora_param_count"):
         if _num(d.get(key)) is not None:
             ms.add(f"ablation.default.{key}", int(d[key]), source=tsrc)
     if _num(d.get("trainable_share")) is not None:

@@ -88,6 +88,7 @@ CUT_LABELS = (
     ("pass_imag_cut", r"\quad with $i < i_\mathrm{max}$"),
     ("pass_both_cuts", r"\quad passing both cuts"),
     ("galaxies_written", "galaxies in the embedded source"),
+    ("galaxies_written_with_nonpositive_flux", r"\quad with a nonpositive flux (not in the catalogue)"),
 )
 CLASS_ORDER = ("GALAXY", "STAR", "QSO")
 # What each profile's numbers mean (printed on the title page as \ProfileNote).
@@ -446,7 +447,7 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     ms.add("raw.i_max", mp["i_max"], source=src, kind="float", precision=1)
     ms.add("raw.snr_r", mp["snr_r"], source=src, kind="float", precision=0)
     ms.add("raw.loglam_step", mp["loglam_step"], source=src, kind="sci", precision=0)
-    for key in ("seed", "n_stars", "n_qso"):
+    for key in ("n_stars", "n_qso"):
         if key in mp:
             ms.add(f"raw.{key}", mp[key], source=src, kind="int")
     grid = man["grid"]
@@ -474,7 +475,6 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     ms.add("catalogue.summary", summary, source=csrc, kind="latex")
     ms.add("catalogue.used_n", int(sample["catalogue_rows"]) if sample is not None else len(cat), source=csrc)
     ms.add("catalogue.n", len(cat), source=src)
-    ms.add("catalogue.simulated", int(cat["simulated"].sum()), source=src)
     ms.add("catalogue.real", int((~cat["simulated"]).sum()), source=src)
     for cls in sorted(set(cat["class"])):
         sel = cat["class"] == cls
@@ -510,7 +510,6 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     ms.add("llm.dtype", str(m["dtype"]), source=src, kind="code")
     ms.add("llm.vocab_size", int(m["vocab_size"]), source=src, kind="int")
     ms.add("llm.context_length", int(m["context_length"]), source=src, kind="int")
-    ms.add("llm.sha_short", str(m["sha256"])[:12], source=src, kind="code")
     ms.add("llm.revision", str(m.get("revision") or "n/a"), source=src, kind="code")
     ms.add("llm.origin", model_origin(m), source=src, kind="latex")
 
@@ -533,7 +532,7 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     ms.add("tokens.context", int(ser["context_tokens"]), source=src, kind="int")
     ms.add("tokens.max_share", float(ser.get("max_share_used", ser.get("max_share"))), source=src, kind="percent",
            precision=2)
-    for key in ("n_clipped", "n_negative", "n_values"):
+    for key in ("n_clipped", "n_negative"):
         if key in ser:
             ms.add(f"tokens.{key}", int(ser[key]), source=src, kind="int")
     if "chat_template" in ser:
@@ -575,7 +574,6 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     ms.add("env.cores", int(env["cpu"]["usable_cores"]), source=src)
     gpus = torch.get("gpus") or []
     ms.add("env.gpu", ", ".join(g["name"] for g in gpus) if gpus else "none", source=src)
-    ms.add("env.lock_sha_short", str(env.get("requirements_lock_sha256") or "n/a")[:12], source=src, kind="code")
 
     # real vs reconstructed spectra
     src = "src/specllm/data/real_spectra.py"

@@ -230,7 +230,6 @@ def make_macros(macros: MacroSet, d: Mapping[str, Any]) -> None:
         add(f"stability.warmup.{key}", "--" if warm[key] is None else _pct(warm[key]), w, "latex")
     add("stability.probe.prefix_tokens", probe.get("prefix_tokens", 0), p)
     add("stability.probe.prompts_per_s", probe["prompts_per_s"], p, "float", 1)
-    add("stability.probe.tokens_per_s", probe["tokens_per_s"], p, "float", 0)
     add("stability.probe.mean_tokens", probe["mean_prompt_tokens"], p, "float", 0)
     add("stability.probe.device", probe["device"].upper() if probe["device"] == "cuda" else "CPU", p)
     add("stability.probe.n_tied", probe["n_tied"], p)
@@ -298,7 +297,6 @@ def make_macros(macros: MacroSet, d: Mapping[str, Any]) -> None:
     add("stability.dpo.model_mib", dpo["model_bytes"] / 2**20, d, "float", 1)
     add("stability.dpo.adapter_mib", dpo["adapter_bytes"] / 2**20, d, "float", 2)
     add("stability.dpo.optimizer_mib", dpo["optimizer_bytes"] / 2**20, d, "float", 2)
-    add("stability.dpo.peak_over_model", dpo["peak_over_model"], d, "float", 1)
     add("stability.dpo.peak_kind", "CUDA maximum allocated memory" if dpo["device"] == "cuda" else
         "peak resident set size of the process (Python, libraries and data included)", d)
     add("stability.dpo.trainable", dpo["trainable_params"], d)

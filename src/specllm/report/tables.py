@@ -82,18 +82,20 @@ def data_summary(cuts: Sequence[tuple[str, int]], catalogue: Sequence[tuple[str,
 
 
 def baseline(methods: Mapping[str, Mapping[str, Any]], best: str) -> str:
-    """One row per method (in the given order): MAE, NMAD, outlier percentage, test spectra.
+    """One row per method (in the given order): MAE, NMAD, outlier percentage, bias (the median of
+    (z_pred - z_true) / (1 + z_true), as specllm.metrics; a dash where the record has none), test spectra.
     The best method's row is bold.
     """
     rows = []
     for key, m in methods.items():
+        bias = format_value(m["bias"], "float", 4) if "bias" in m else "--"
         cells = [escape_latex(m["label"]), format_value(m["mae"], "float", 4), format_value(m["nmad"], "float", 4),
-                 format_value(m["outlier_frac"], "percent", 1), _int(m["n_test"])]
+                 format_value(m["outlier_frac"], "percent", 1), bias, _int(m["n_test"])]
         if key == best:
             cells = [rf"\textbf{{{c}}}" for c in cells]
         rows.append(cells)
-    header = ["Method", "MAE", "NMAD", r"$f_\mathrm{out}$", "$N_\\mathrm{test}$"]
-    return booktabs(header, rows, "lrrrr")
+    header = ["Method", "MAE", "NMAD", r"$f_\mathrm{out}$", "Bias", "$N_\\mathrm{test}$"]
+    return booktabs(header, rows, "lrrrrr")
 
 
 def key_value(pairs: Sequence[tuple[str, str]], header: tuple[str, str] = ("", "")) -> str:

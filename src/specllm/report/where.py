@@ -305,13 +305,18 @@ def _texts(root: Path, profile: str | None) -> dict[str, str]:
     return out
 
 
+def _token(text: str) -> re.Pattern[str]:
+    """`text` as a whole printed number or word: 56 is not inside 56.0% or 1,560, 0.02 not inside 0.022."""
+    return re.compile(r"(?<![\w.,])" + re.escape(text) + r"(?!\w|[.,]\d)")
+
+
 def printed_in(text: str, root: Path, profile: str | None = None, exclude: str = "") -> list[str]:
     """The macros the paper names whose printed text holds `text` as a whole number or word (a value
     printed inside a generated sentence), each with its first line in the paper."""
     text = _plain(text)
     if not text.strip():
         return []
-    token = re.compile(r"(?<![\w.])" + re.escape(text) + r"(?![\w])")
+    token = _token(text)
     uses = paper_uses(root)
     return [f"\\{n} ({uses[n][0]})" for n, t in sorted(_texts(root, profile).items())
             if n != exclude and n in uses and t != text and token.search(t)]
@@ -322,6 +327,34 @@ def by_text(text: str, root: Path, profile: str | None = None) -> list[str]:
     return sorted(n for n, t in _texts(root, profile).items() if t == _plain(text))
 
 
+@lru_cache(maxsize=4)
+def table_cells(root: Path) -> dict[str, tuple[str, ...]]:
+    """{table stem: its cells as the PDF shows them} for every generated table of this checkout."""
+    out = {}
+    for file in sorted(paths.at(root, paths.TABLES).glob("*.tex")):
+        body = [ln for ln in file.read_text(encoding="utf-8").splitlines() if not ln.startswith("%")]
+        out[file.stem] = tuple(_plain(c).strip() for row in "\n".join(body).split("\\\\") for c in row.split("&"))
+    return out
+
+
+def tabled_in(text: str, root: Path) -> list[str]:
+    """The generated tables with a cell that holds `text` as a whole number or word (as printed_in)."""
+    text = _plain(text)
+    if not text.strip():
+        return []
+    token = _token(text)
+    return [f"table:{stem}" for stem, cells in table_cells(root).items() if any(token.search(c) for c in cells)]
+
+
+def unprinted(root: Path) -> list[str]:
+    """The macros of this checkout's generated values (report and provenance) that the paper prints nowhere:
+    not named by its text, not inside a generated sentence it names, not in a generated table's cell."""
+    names = {n: str(rec.get("text")) for n, (_, rec) in _records(root)[0].items()}
+    uses = paper_uses(root)
+    return sorted(n for n, text in names.items()
+                  if n not in uses and not printed_in(text, root, exclude=n) and not tabled_in(text, root))
+
+
 def _paper_lines(name: str, text: str | None, root: Path, profile: str | None) -> list[str]:
     if uses := paper_uses(root).get(name):
         return [f"  paper    {', '.join(uses[:4])}" + (f" +{len(uses) - 4}" if len(uses) > 4 else "")]
@@ -329,7 +362,10 @@ def _paper_lines(name: str, text: str | None, root: Path, profile: str | None) -
     if inside:
         return [f"  paper    not named; its text {text} is printed inside {', '.join(inside[:4])}"
                 + (f" +{len(inside) - 4}" if len(inside) > 4 else "")]
-    return ["  paper    not named in the paper's text (a table's cell, or read by verify / compare)"]
+    if tabled := tabled_in(text or "", root):
+        return [f"  paper    not named; its text {text} is a cell of {', '.join(tabled[:4])}"
+                + (f" +{len(tabled) - 4}" if len(tabled) > 4 else "")]
+    return ["  paper    not printed (neither named, nor inside a generated sentence, nor in a generated table)"]
 
 
 def lookup(names: Iterable[str], root: Path, profile: str | None = None) -> list[str]:
