@@ -516,7 +516,7 @@ def build_macros(loaded: Mapping[str, Any], inputs: Inputs, comparisons: Sequenc
     # serialization
     ser = loaded["serialization"]
     src = inputs.rel(inputs.serialization)
-    for key in ("int_digits", "target_decimals", "context_tokens"):
+    for key in ("int_digits", "target_decimals"):
         ms.add(f"serialize.{key}", int(ser[key]), source=src, kind="int")
     ms.add("serialize.max_context_share", float(ser["max_context_share"]), source=src, kind="percent", precision=0)
     ms.add("serialize.value_sep", str(ser["value_sep"]), source=src, kind="code")

@@ -324,7 +324,6 @@ def make_macros(macros: MacroSet, d: Mapping[str, Any]) -> None:
     add("stability.after.acc_diff", g["accuracy_test"]["mean_diff"], r, "percent", 0)
     add("stability.after.acc_p", g["accuracy_test"]["p_value"], r, "float", 2)
     add("stability.after.n", g["n"], r)
-    add("stability.reprobe.prompts_per_s", rep["timing"]["prompts_per_s"], r, "float", 1)
     add("stability.after.claim", after_claim(g, dec["testable"], dec.get("above_prior", True)), r)
     ci = g["pss_test"]
     significant = ci["ci_high"] < 0 or ci["ci_low"] > 0

@@ -358,13 +358,15 @@ def unprinted(root: Path) -> list[str]:
 def _paper_lines(name: str, text: str | None, root: Path, profile: str | None) -> list[str]:
     if uses := paper_uses(root).get(name):
         return [f"  paper    {', '.join(uses[:4])}" + (f" +{len(uses) - 4}" if len(uses) > 4 else "")]
-    inside = printed_in(text or "", root, profile, exclude=name)
-    if inside:
-        return [f"  paper    not named; its text {text} is printed inside {', '.join(inside[:4])}"
-                + (f" +{len(inside) - 4}" if len(inside) > 4 else "")]
+    lines = []
+    if inside := printed_in(text or "", root, profile, exclude=name):
+        lines.append(f"  paper    not named; its text {text} is printed inside {', '.join(inside[:4])}"
+                     + (f" +{len(inside) - 4}" if len(inside) > 4 else ""))
     if tabled := tabled_in(text or "", root):
-        return [f"  paper    not named; its text {text} is a cell of {', '.join(tabled[:4])}"
-                + (f" +{len(tabled) - 4}" if len(tabled) > 4 else "")]
+        lines.append(f"  paper    {'and' if lines else 'not named;'} its text {text} is a cell of "
+                     f"{', '.join(tabled[:4])}" + (f" +{len(tabled) - 4}" if len(tabled) > 4 else ""))
+    if lines:
+        return lines
     return ["  paper    not printed (neither named, nor inside a generated sentence, nor in a generated table)"]
 
 
