@@ -43,7 +43,7 @@ def fake_project(root: Path, *, knn_mae_shift: float = 0.0) -> report.Inputs:
     inputs = report.Inputs.under(root)
     n_points = PARAMS["spectrum.n_points"]
     _json(inputs.manifest, {  # the layout of the real data/raw/manifest.json (values made up)
-        "checks": {"median_r_band_pixel_snr": 11.95,
+        "checks": {"median_r_band_pixel_snr": 11.95, "galaxies_round_trip_worse_than_10pct_in_gri": 3,
                    "photometry_round_trip_abs_rel_error": {b: {"max": 0.3, "median": 0.002, "p95": 0.016}
                                                            for b in "gri"}},
         "counts": {"galaxies_read": 1200, "pass_redshift_cut": 1100, "pass_imag_cut": 1000, "pass_both_cuts": 998,
