@@ -305,21 +305,21 @@ def _texts(root: Path, profile: str | None) -> dict[str, str]:
     return out
 
 
-def _token(text: str) -> re.Pattern[str]:
-    """`text` as a whole printed number or word: 56 is not inside 56.0% or 1,560, 0.02 not inside 0.022."""
-    return re.compile(r"(?<![\w.,])" + re.escape(text) + r"(?!\w|[.,]\d)")
+def _token(text: str) -> re.Pattern[str] | None:
+    """`text` as printed (_plain), as a whole number or word: 56 is not inside 56.0% or 1,560, 0.02 not inside
+    0.022. None for an empty text."""
+    text = _plain(text)
+    return re.compile(r"(?<![\w.,])" + re.escape(text) + r"(?!\w|[.,]\d)") if text.strip() else None
 
 
 def printed_in(text: str, root: Path, profile: str | None = None, exclude: str = "") -> list[str]:
     """The macros the paper names whose printed text holds `text` as a whole number or word (a value
     printed inside a generated sentence), each with its first line in the paper."""
-    text = _plain(text)
-    if not text.strip():
+    if (token := _token(text)) is None:
         return []
-    token = _token(text)
     uses = paper_uses(root)
     return [f"\\{n} ({uses[n][0]})" for n, t in sorted(_texts(root, profile).items())
-            if n != exclude and n in uses and t != text and token.search(t)]
+            if n != exclude and n in uses and t != _plain(text) and token.search(t)]
 
 
 def by_text(text: str, root: Path, profile: str | None = None) -> list[str]:
@@ -339,10 +339,8 @@ def table_cells(root: Path) -> dict[str, tuple[str, ...]]:
 
 def tabled_in(text: str, root: Path) -> list[str]:
     """The generated tables with a cell that holds `text` as a whole number or word (as printed_in)."""
-    text = _plain(text)
-    if not text.strip():
+    if (token := _token(text)) is None:
         return []
-    token = _token(text)
     return [f"table:{stem}" for stem, cells in table_cells(root).items() if any(token.search(c) for c in cells)]
 
 
