@@ -126,6 +126,23 @@ def test_a_statistic_outside_its_frozen_interval_is_not_accepted(tmp_path):
     assert "StabilityMeanPss outside the frozen 95% interval" in text
 
 
+def test_an_undefined_point_frozen_and_regenerated_alike_is_inside_a_number_is_not():
+    """A ratio over a base model at chance is "n/a" on both runs while its bootstrap interval exists: that point
+    did not move. A number where "n/a" was frozen, or "n/a" where a number was, is checked as before."""
+    interval = {"lo": {"value": 3.667}, "hi": {"value": 6.233}}
+    names = [("P", "lo", "hi")]
+    old = retrained.INTERVALS
+    retrained.INTERVALS = names
+    try:
+        same = retrained.interval_checks({"P": {"value": "n/a"}, **interval}, {"P": {"value": "n/a"}}, {})
+        number = retrained.interval_checks({"P": {"value": "n/a"}, **interval}, {"P": {"value": 9.0}}, {})
+        gone = retrained.interval_checks({"P": {"value": 5.0}, **interval}, {"P": {"value": "n/a"}}, {})
+    finally:
+        retrained.INTERVALS = old
+    assert same[0][2] is True and "n/a as frozen" in same[0][3]
+    assert number[0][2] is False and gone[0][2] is False and "outside" in gone[0][3]
+
+
 def test_values_that_do_not_depend_on_the_diverged_training_keep_their_tolerance(tmp_path):
     root = make(tmp_path)
     verify.freeze(root, check_status=False)
