@@ -138,11 +138,22 @@ def test_non_finite_values_are_refused():
 
 @pytest.mark.parametrize("kwargs", [
     {"digit_sep": "1"}, {"value_sep": ""}, {"value_sep": "|"}, {"digit_sep": "-"}, {"base": 16, "digit_sep": "a"},
-    {"base": 37}, {"base": 36, "precision": 8, "int_digits": 8}, {"int_digits": 0},
+    {"base": 37}, {"base": 36, "precision": 8, "int_digits": 8}, {"int_digits": 0}, {"target_decimals": 0},
+    {"precision": 9}, {"max_context_share": 0.0}, {"signed": 1},
 ])
 def test_ambiguous_or_impossible_configs_are_refused(kwargs):
     with pytest.raises(ValueError):
         SerializerConfig(**kwargs)
+
+
+def test_the_library_refuses_a_field_with_the_params_schema_s_own_words():
+    """One source for each field's range: SerializerConfig says what `make reproduce` says of params.yaml."""
+    from specllm.schema import SCHEMA
+
+    for key, bad in (("base", 1), ("precision", -1), ("target_decimals", 0), ("context_tokens", 0)):
+        with pytest.raises(ValueError) as err:
+            SerializerConfig(**{key: bad})
+        assert str(err.value) == f"serialize.{key} {SCHEMA[f'serialize.{key}'](bad)}"
 
 
 def test_config_from_params_yaml(params):

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from specllm import paths
 from specllm.errors import InputError
 
 
@@ -86,8 +87,8 @@ def _cmd_where(args: argparse.Namespace) -> int:
     try:
         print("\n\n".join(where.lookup(args.names, _root(), args.profile)))
     except KeyError as err:
-        print(f"error: {err.args[0]} is not a generated macro, figure:<stem> or table:<stem> "
-              "(paper/generated*/values.json, paper/reported/*.json, specllm.artifacts.REGISTRY)", file=sys.stderr)
+        print(f"error: {err.args[0]} is not a generated macro, figure:<stem> or table:<stem> ({paths.rel(paths.PAPER)}"
+              f"/generated*/values.json, {paths.rel(paths.REPORTED)}/*.json, specllm.artifacts.REGISTRY)", file=sys.stderr)
         return 2
     return 0
 
@@ -113,16 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_preflight)
 
     p = sub.add_parser("verify", help="rerun (or restore) the pipeline and compare every reported value with "
-                                      "paper/reported/<profile>.json; exit 1 on any mismatch")
+                                      f"{paths.rel(paths.REPORTED)}/<profile>.json; exit 1 on any mismatch")
     p.add_argument("--no-repro", action="store_true", help="compare the current outputs without `dvc repro`")
     p.add_argument("--pull", action="store_true", help="`dvc repro --pull`: restore from the DVC remote")
     p.add_argument("--failures-only", action="store_true", help="print only the rows that fail")
     p.add_argument("--strict", action="store_true", help="refuse values that are only consistent at the claim "
                    "level after a training diverged (specllm.retrained): identical or within tolerance only")
     p.set_defaults(func=_cmd_verify)
-    p = sub.add_parser("freeze", help="write paper/reported/<profile>.json from a clean pipeline (deliberately)")
+    p = sub.add_parser("freeze", help=f"write {paths.rel(paths.REPORTED)}/<profile>.json from a clean pipeline (deliberately)")
     p.set_defaults(func=_cmd_freeze)
-    p = sub.add_parser("compare", help="this run's values beside the original paper's (data/reference/)")
+    p = sub.add_parser("compare", help=f"this run's values beside the original paper's ({paths.rel(paths.REFERENCE)}/)")
     p.set_defaults(func=_cmd_compare)
     p = sub.add_parser("where", help="trace a macro (e.g. StabilityMeanPss), figure:<stem> or table:<stem> to its "
                                      "stage, file, key, params, code and frozen value")
@@ -133,14 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="import real data sources").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("import-sdss17", help="validate and import the Kaggle 'Stellar Classification Dataset - SDSS17' CSV")
     p.add_argument("path", help="star_classification.csv (the full file, or a sample with a warning)")
-    p.add_argument("--out", default=None, help="output folder (default: data/external/sdss17)")
+    p.add_argument("--out", default=None, help=f"output folder (default: {paths.rel(paths.SDSS17)})")
     p.set_defaults(func=_cmd_import_sdss17)
     p = data.add_parser("fetch-dr16",
                         help="download SDSS DR16 galaxy spectra for the paper profile (resumable, checksummed)")
     p.add_argument("--n", type=int, default=None,
                    help="galaxies to fetch (default: n_train+n_val+n_test of the paper profile)")
     p.add_argument("--bins", type=int, default=None, help="equal-frequency redshift bins (default: data.z_bins)")
-    p.add_argument("--out", default=None, help="output folder (default: data/external/dr16)")
+    p.add_argument("--out", default=None, help=f"output folder (default: {paths.rel(paths.DR16)})")
     p.add_argument("--seed", type=int, default=None, help="sampling seed (default: seed in params.yaml)")
     p.add_argument("--pool", type=int, default=None, help="SkyServer rows to sample from (TOP; default: 10 x n)")
     p.add_argument("--min-interval", type=float, default=0.5, help="minimum seconds between requests (default: 0.5)")

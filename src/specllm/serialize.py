@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from specllm.errors import InputError
+from specllm.schema import SCHEMA
 
 DIGITS = string.digits + string.ascii_lowercase  # digit alphabet: base 36 at most
 BUDGET_FIX = "lower spectrum.n_points, or precision, or raise serialize.max_context_share"
@@ -53,12 +54,11 @@ class SerializerConfig:
     max_context_share: float = 0.07
 
     def __post_init__(self) -> None:
-        if isinstance(self.base, bool) or not isinstance(self.base, int) or not 2 <= self.base <= len(DIGITS):
-            raise ValueError(f"base must be an integer in [2, {len(DIGITS)}], got {self.base!r}")
-        if isinstance(self.precision, bool) or not isinstance(self.precision, int) or self.precision < 0:
-            raise ValueError(f"precision must be an integer >= 0, got {self.precision!r}")
-        if isinstance(self.int_digits, bool) or not isinstance(self.int_digits, int) or self.int_digits < 1:
-            raise ValueError(f"int_digits must be an integer >= 1, got {self.int_digits!r}")
+        # Each field's own range is params.yaml's (specllm.schema, the one source): the library refuses what
+        # `make reproduce` would. What follows needs two fields at once, or the encoder's float64 arithmetic.
+        for key in _KEYS:
+            if problem := SCHEMA[f"serialize.{key}"](getattr(self, key)):
+                raise ValueError(f"serialize.{key} {problem}")
         if self.base ** self.n_digits > 2**53:
             raise ValueError(f"base**(int_digits + precision) = {self.base}**{self.n_digits} exceeds 2**53: "
                              "values could not be rounded exactly in float64; use fewer digits")
@@ -66,14 +66,10 @@ class SerializerConfig:
         if set(self.digit_sep) & alphabet:
             raise ValueError(f"digit_sep {self.digit_sep!r} contains a base-{self.base} digit or '-'")
         if not self.value_sep:
-            raise ValueError("value_sep must not be empty")
+            raise ValueError("serialize.value_sep must not be empty")
         if not set(self.value_sep) - alphabet - set(self.digit_sep):
             raise ValueError(f"value_sep {self.value_sep!r} needs a character that is neither a base-{self.base} "
                              f"digit, '-', nor part of digit_sep {self.digit_sep!r}")
-        if self.target_decimals < 0:
-            raise ValueError(f"target_decimals must be >= 0, got {self.target_decimals}")
-        if self.context_tokens < 1 or not 0 < self.max_context_share <= 1:
-            raise ValueError("context_tokens must be >= 1 and max_context_share in (0, 1]")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> SerializerConfig:

@@ -34,7 +34,7 @@ RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 def check_run_name(run: str) -> str:
     if not RUN_NAME.match(run) or run.endswith("_predictions"):
         raise InputError("--run", run, "not a valid run name (letters, digits, '_', '.', '+', '-'; no '/')",
-                         "use the run's folder name under models/lora/")
+                         f"use the run's folder name under {paths.rel(paths.LORA)}/")
     return run
 
 

@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from specllm import paths
 from specllm.errors import InputError
 from specllm.io import sha256_file
 
 PROVENANCE = "specllm_model.json"  # written by the model stage beside the weights: name, source, revision, ...
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # a peft LoRA adapter saved as safetensors
-BUILD_FIX = "run the model stage (`dvc repro model`, or `python -m specllm.stages.model`) to build models/base"
+BUILD_FIX = f"run the model stage (`dvc repro model`, or `python -m specllm.stages.model`) to build {paths.rel(paths.BASE_MODEL)}"
 # safetensors header dtype codes -> torch dtype names
 _DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
            "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",

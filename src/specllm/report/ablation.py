@@ -111,7 +111,7 @@ def load(inputs: AblationInputs) -> dict[str, Any]:
     for key in ("transcript", "z_true", "run"):
         if key not in demo:
             raise InputError(inputs.demo, key, "missing", "run `dvc repro demo`")
-    ref = _json(inputs.reference, "restore the committed file from git (`git checkout data/reference`)")
+    ref = _json(inputs.reference, f"restore the committed file from git (`git checkout {paths.rel(paths.REFERENCE)}`)")
     for key in ("citation", "rows", "best"):
         if key not in ref:
             raise InputError(inputs.reference, key, "missing", "restore the committed file from git")

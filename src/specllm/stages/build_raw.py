@@ -23,7 +23,7 @@ def folder_size(folder: Path) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m specllm.stages.build_raw", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=paths.RAW, help="output folder (default: data/raw)")
+    ap.add_argument("--out", type=Path, default=paths.RAW, help=f"output folder (default: {paths.rel(paths.RAW)})")
     ap.add_argument("--limit", type=int, default=None, help="build only the first N galaxies (and at most N stars, N quasars)")
     ap.add_argument("--params", type=Path, default=None, help="parameter file (default: ./params.yaml)")
     ap.add_argument("--gst-file", type=Path, default=galaxies.GST_FILE, help="galaxy table (default: kcorrect's; for tests)")

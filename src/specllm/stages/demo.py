@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     from specllm import config, preflight
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default=None, help="run name (default: the best run in results/ablation.json); 'base' for no adapter")
+    parser.add_argument("--run", default=None,
+                        help=f"run name (default: the best run in {paths.rel(paths.ABLATION)}); 'base' for no adapter")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     p = config.stage_params("demo")

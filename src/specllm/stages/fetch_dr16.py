@@ -21,7 +21,7 @@ def main() -> None:
     if p["data.source"] != "dr16":
         with atomic_dir(paths.DR16_SOURCE) as tmp:
             write_json(tmp / "NOT_USED.json", {"data.source": p["data.source"],
-                                               "note": "data.source is not dr16: the prepare stage reads data/raw"})
+                                               "note": f"data.source is not dr16: the prepare stage reads {paths.rel(paths.RAW)}"})
         print(f"fetch_dr16: data.source is {p['data.source']}; nothing to fetch")
         return
     from specllm.data import dr16

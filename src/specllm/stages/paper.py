@@ -84,7 +84,7 @@ def build(paper_dir: Path, pdf_out: Path | None = None, *, main: str = "main.tex
     paper_dir = Path(paper_dir).resolve()
     pdf_out = Path(pdf_out or paper_dir / (Path(main).stem + ".pdf"))
     if not (paper_dir / main).is_file():
-        raise InputError(paper_dir / main, "-", "file not found", "restore paper/main.tex from git")
+        raise InputError(paper_dir / main, "-", "file not found", "restore it from git (`git checkout -- <file>`)")
     if not (paper_dir / "generated" / "macros.tex").is_file():
         raise InputError(paper_dir / "generated" / "macros.tex", "-", "file not found",
                          "run the report stage first (`dvc repro report`)")

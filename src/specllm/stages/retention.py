@@ -106,10 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     from specllm import config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="training run name (adapter in models/lora/NAME), or 'base'")
-    parser.add_argument("--adapter", type=Path, default=None, help="adapter folder (default models/lora/NAME)")
+    parser.add_argument("--run", required=True, help=f"training run name (adapter in {paths.rel(paths.LORA)}/NAME), or 'base'")
+    parser.add_argument("--adapter", type=Path, default=None, help=f"adapter folder (default {paths.rel(paths.LORA)}/NAME)")
     parser.add_argument("--probes", type=Path, default=None, help="probe JSONL file or folder (default retention.probes)")
-    parser.add_argument("--out", type=Path, default=RETENTION_DIR, help="output folder (default results/retention)")
+    parser.add_argument("--out", type=Path, default=RETENTION_DIR, help=f"output folder (default {paths.rel(RETENTION_DIR)})")
     parser.add_argument("--stage", default=None, help="dvc.yaml stage whose params are read (default: see resolve_stage)")
     args = parser.parse_args(argv)
     run = check_run_name(args.run)
