@@ -347,7 +347,7 @@ def test_stage_cli_reads_declared_params_and_overrides(project, monkeypatch):
 
     for name, value in {"ROOT": project, "PARAMS": project / "params.yaml", "DVC_YAML": project / "dvc.yaml",
                         "BASE_MODEL": project / "models" / "base", "SERIALIZED": project / "data" / "serialized",
-                        "MODELS": project / "models", "RESULTS": project / "results"}.items():
+                        "LORA": project / "models" / "lora", "TRAIN_RESULTS": project / "results" / "train"}.items():
         monkeypatch.setattr(paths, name, value)
     seen = {}
     monkeypatch.setattr("specllm.train.loop.train", lambda s, **kw: seen.update(settings=s, **kw))

@@ -25,6 +25,7 @@ def _find_root() -> Path:
 ROOT = _find_root()
 PARAMS = ROOT / "params.yaml"
 DVC_YAML = ROOT / "dvc.yaml"
+DATA_DVC = ROOT / "data.dvc"          # DVC's record of data/raw (md5 of the folder)
 PROFILES = ROOT / "profiles"
 
 DATA = ROOT / "data"

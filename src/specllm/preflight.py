@@ -394,7 +394,7 @@ def model_shape(params: Mapping[str, Any], root: Path) -> ModelShape | None:
     """The profile's model shape: models/base when it holds that model, a local hub folder,
     the known shapes, or the tiny model's params. None when it cannot be known yet."""
     source, name = params.get("model.source"), params.get("model.name")
-    base = root / "models" / "base"
+    base = paths.at(root, paths.BASE_MODEL)
     try:
         provenance = json.loads((base / "specllm_model.json").read_text())
         if provenance.get("name") == name and provenance.get("source") == source:
@@ -652,7 +652,7 @@ def _hf_cached(hub_id: str, revision: str) -> bool:
 
 def check_weights(report: Report, params: Mapping[str, Any], root: Path) -> None:
     source, name = params.get("model.source"), params.get("model.name")
-    base = root / "models" / "base"
+    base = paths.at(root, paths.BASE_MODEL)
     try:
         built = json.loads((base / "specllm_model.json").read_text())
         if built.get("name") == name and built.get("source") == source and any(base.glob("*.safetensors")):

@@ -122,13 +122,13 @@ def stage_of(path: str, outs: Mapping[str, str]) -> str | None:
 
 def gpu_run(root: Path) -> bool:
     """Did this run use a GPU? (a cost record naming a GPU, or CUDA in results/environment.json)"""
-    for file in sorted((Path(root) / "results" / "cost").glob("*.json")):
+    for file in sorted(paths.at(root, paths.COST).glob("*.json")):
         try:
             if json.loads(file.read_text()).get("gpus"):
                 return True
         except (OSError, json.JSONDecodeError):
             continue
-    env = Path(root) / "results" / "environment.json"
+    env = paths.at(root, paths.ENVIRONMENT)
     try:
         return bool(json.loads(env.read_text())["torch"].get("cuda_available"))
     except (OSError, KeyError, TypeError, json.JSONDecodeError):
@@ -403,7 +403,7 @@ def where_in_paper(root: Path) -> tuple[dict[str, list[str]], dict[str, list[str
     fig_re = re.compile(r"\\includegraphics(?:\[[^\]]*\])?\{([^}]+)\}")
     tab_re = re.compile(r"\\input\{generated/tables/([^}]+?)(?:\.tex)?\}")
     for file in files:
-        rel = file.relative_to(Path(root) / "paper").as_posix() if file.is_relative_to(Path(root) / "paper") \
+        rel = file.relative_to(paths.at(root, paths.PAPER)).as_posix() if file.is_relative_to(paths.at(root, paths.PAPER)) \
             else file.name
         for i, line in enumerate(file.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             code = re.split(r"(?<!\\)%", line, maxsplit=1)[0]

@@ -69,7 +69,7 @@ def model_dir(kind: str, work: Path) -> Path:
             build_tiny(out, TINY["hidden"], TINY["layers"], TINY["heads"], TINY["seed"])
         return out
     if kind == "base":
-        local = paths.ROOT / "models" / "base"
+        local = paths.BASE_MODEL
         return local if (local / "config.json").is_file() else BASE_DIR
     if kind.startswith("random-"):
         out = Path(work) / kind

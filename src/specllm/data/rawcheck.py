@@ -43,12 +43,12 @@ def head_dvc_file(root: Path) -> str | None:
 
 def check(root: Path, restore_dvc_file: bool = False) -> tuple[int, list[str]]:
     """(status, message lines) as documented in the module notes (without the --absent-ok mapping)."""
-    dvc_file, raw = root / "data.dvc", root / "data" / "raw"
+    dvc_file, raw = paths.at(root, paths.DATA_DVC), paths.at(root, paths.RAW)
     lines: list[str] = []
     head = head_dvc_file(root)
     if head is not None and (not dvc_file.is_file() or dvc_file.read_text() != head):
         if restore_dvc_file:
-            subprocess.run(["git", "checkout", "HEAD", "--", "data.dvc"], cwd=root, check=True, capture_output=True)
+            subprocess.run(["git", "checkout", "HEAD", "--", paths.rel(paths.DATA_DVC)], cwd=root, check=True, capture_output=True)
             lines.append("data.dvc differed from git HEAD's (dvc repro records a changed data/raw there); restored HEAD's")
         else:
             return 1, ["data.dvc differs from git HEAD's: `dvc repro` recorded a changed data/raw in it (or it was edited).",

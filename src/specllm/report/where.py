@@ -138,7 +138,7 @@ def _records(root: Path) -> tuple[dict[str, tuple[str, Mapping[str, Any]]], dict
     for stage, rel in GENERATED_VALUES.items():
         for m in _load(root / rel).get("macros", []):
             current[m["name"]] = (stage, m)
-    frozen = {f.stem: _load(f).get("values", {}) for f in sorted((root / "paper" / "reported").glob("*.json"))}
+    frozen = {f.stem: _load(f).get("values", {}) for f in sorted(paths.at(root, paths.REPORTED).glob("*.json"))}
     return current, frozen
 
 

@@ -22,7 +22,7 @@ from specllm.runner import run_main
 
 
 def main() -> None:
-    out = paths.RESULTS / "environment.json"
+    out = paths.ENVIRONMENT
     env = collect_environment(paths.ROOT / "pyproject.toml", active_lock(paths.ROOT))
     write_json(out, env)
     missing = [n for n, v in env["packages"].items() if v["installed"] is None]

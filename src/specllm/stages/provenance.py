@@ -82,7 +82,7 @@ def read_lock(root: Path) -> dict[str, dict[str, Any]]:
 
 def data_hash(root: Path) -> dict[str, Any]:
     """data.dvc's record of data/raw (md5 of the folder, files, bytes)."""
-    file = Path(root) / "data.dvc"
+    file = paths.at(root, paths.DATA_DVC)
     if not file.is_file():
         raise InputError(file, "-", "file not found", "restore data.dvc from git")
     outs = (YAML(typ="safe").load(file.read_text()) or {}).get("outs") or []
@@ -303,10 +303,10 @@ their outputs.
 def write_provenance(root: Path, params: Mapping[str, Any], out_json: Path, out_dir: Path) -> dict[str, Any]:
     root = Path(root)
     values = read_json(root / GENERATED / "values.json", "run the report stage (`dvc repro report`)")
-    env = read_json(root / "results" / "environment.json", "run `dvc repro environment`")
+    env = read_json(paths.at(root, paths.ENVIRONMENT), "run `dvc repro environment`")
     lock = read_lock(root)
     data = data_hash(root)
-    costs = read_costs(root / "results" / "cost")
+    costs = read_costs(paths.at(root, paths.COST))
     usd = float(params["cost.usd_per_gpu_hour"])
     base = str(params["provenance.repo_url"] or "")
     ref = str(params["provenance.repo_ref"] or "main")

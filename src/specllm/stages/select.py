@@ -32,7 +32,7 @@ from specllm.io import write_json
 from specllm.runner import run_main
 
 EVAL_DIR = paths.EVAL
-TRAIN_DIR = paths.RESULTS / "train"
+TRAIN_DIR = paths.TRAIN_RESULTS
 RETENTION_DIR = paths.RETENTION
 OUT_JSON = paths.ABLATION
 OUT_BEST = paths.ABLATION_BEST_PREDICTIONS

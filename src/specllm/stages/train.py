@@ -32,9 +32,8 @@ OVERRIDES = ("lr", "rank", "epochs")
 
 def run_paths(run: str) -> dict[str, Path]:
     """Where a run reads and writes."""
-    lora = paths.MODELS / "lora"
-    return {"model_dir": paths.BASE_MODEL, "train_file": paths.SERIALIZED / "train.jsonl",
-            "out_dir": lora / run, "results_dir": paths.RESULTS / "train" / run, "ckpt_dir": lora / f"{run}.ckpt"}
+    return {"model_dir": paths.BASE_MODEL, "train_file": paths.SERIALIZED / "train.jsonl", "out_dir": paths.LORA / run,
+            "results_dir": paths.TRAIN_RESULTS / run, "ckpt_dir": paths.LORA / f"{run}.ckpt"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,8 +21,8 @@ OUT = paths.VERDICTS
 INPUTS = {
     "ablation": (paths.ABLATION, "run `dvc repro select`"),
     "arxiv": (paths.ARXIV_REFERENCE, "restore it from git"),
-    "analysis": (paths.RESULTS / "stability" / "analysis.json", "run `dvc repro stability_analyze`"),
-    "reprobe": (paths.RESULTS / "stability" / "reprobe.json", "run `dvc repro stability_reprobe`"),
+    "analysis": (paths.STABILITY_FILES["analysis"], "run `dvc repro stability_analyze`"),
+    "reprobe": (paths.STABILITY_FILES["reprobe_json"], "run `dvc repro stability_reprobe`"),
     "scse": (paths.SCSE_REFERENCE, "restore it from git"),
 }
 
