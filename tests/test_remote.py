@@ -36,16 +36,6 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """dvc in repo as the queue's worker sees it: stages find their own root (no SPECLLM_ROOT)."""
-    env = {k: v for k, v in os.environ.items() if k != "SPECLLM_ROOT"}
-    env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}"
-    proc = subprocess.run(["dvc", *args], cwd=repo, env=env, text=True, capture_output=True, timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
 def _set_neighbors(repo: Path, k: int) -> None:
     text = (repo / "params.yaml").read_text()
     new = re.sub(r"^(  n_neighbors: )\d+", rf"\g<1>{k}", text, count=1, flags=re.M)
@@ -54,7 +44,7 @@ def _set_neighbors(repo: Path, k: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def pushed(tmp_path_factory, smoke_repo, aws_env):
+def pushed(tmp_path_factory, smoke_repo, aws_env) -> Path:
     """Copy A: smoke reproduced with the (empty) remote reachable (a copy of conftest.smoke_repo, which computed
     every stage) and pushed; baseline.n_neighbors=5 computed and pushed, then set back and pushed; dvc.lock and
     params.yaml committed.
@@ -75,16 +65,7 @@ def pushed(tmp_path_factory, smoke_repo, aws_env):
     (repo.parent / "push.log").write_text(push.stdout + push.stderr)
     run_in(["git", "add", "-A"], repo)
     run_in(["git", "commit", "-qm", "smoke results (dvc.lock); outputs on the remote"], repo)
-    # The scale-out path (test_two_queued_experiments_run_on_one_worker): two experiments queued and one worker
-    # started now, so that it computes them in its own temporary workspaces while the other tests read this
-    # commit (a clone sees neither the queue nor the workspaces); that test waits for them.
-    _dvc(repo, "exp", "run", "--queue", "-n", "k5", "-S", "baseline.n_neighbors=5")
-    _dvc(repo, "exp", "run", "--queue", "-n", "k7", "-S", "baseline.n_neighbors=7")
-    _dvc(repo, "queue", "start", "-j", "1")
-    try:
-        yield repo
-    finally:
-        _dvc(repo, "queue", "stop", check=False)  # no-op once the worker has drained the queue and exited
+    return repo
 
 
 def test_the_committed_remote_is_s3_without_endpoint_or_credentials():
@@ -148,18 +129,29 @@ def test_an_unreachable_remote_is_reported_within_seconds(tmp_path, aws_env):
 
 
 def test_two_queued_experiments_run_on_one_worker(pushed):
-    """The scale-out path: experiments queued, one worker started (by `pushed`), waited for; each runs in its own
-    temp workspace."""
-    def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return _dvc(pushed, *args, check=check)
+    """The scale-out path: queue experiments, start workers, wait; each runs in its own temp workspace."""
+    env = {k: v for k, v in os.environ.items() if k != "SPECLLM_ROOT"}  # stages find their own root
+    env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}"
 
-    deadline = time.monotonic() + 600  # each experiment reruns baseline, report, provenance and paper
-    while True:
-        status = dvc("queue", "status").stdout
-        done = {m.group(1): m.group(2) for m in re.finditer(r"\b(k5|k7)\s.*?\b(Success|Failed)\b", status)}
-        if len(done) == 2 or time.monotonic() > deadline:
-            break
-        time.sleep(3)
+    def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["dvc", *args], cwd=pushed, env=env, text=True, capture_output=True, timeout=300)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return proc
+
+    dvc("exp", "run", "--queue", "-n", "k5", "-S", "baseline.n_neighbors=5")
+    dvc("exp", "run", "--queue", "-n", "k7", "-S", "baseline.n_neighbors=7")
+    dvc("queue", "start", "-j", "1")
+    try:
+        deadline = time.monotonic() + 600  # each experiment reruns baseline, report, provenance and paper
+        while True:
+            status = dvc("queue", "status").stdout
+            done = {m.group(1): m.group(2) for m in re.finditer(r"\b(k5|k7)\s.*?\b(Success|Failed)\b", status)}
+            if len(done) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(3)
+    finally:
+        dvc("queue", "stop", check=False)  # no-op once the worker has drained the queue and exited
     failed = [name for name, state in done.items() if state != "Success"]
     logs = "".join(f"\n--- dvc queue logs {n} ---\n" + dvc("queue", "logs", n, check=False).stdout[-4000:] for n in failed)
     assert done == {"k5": "Success", "k7": "Success"}, status + logs
