@@ -6,8 +6,8 @@ reachable (conftest.smoke_repo, the suite's one full run, which every other smok
 computes a second value of one parameter, pushes data, outputs and run cache (`make push`) and commits
 dvc.lock, as an author publishing results does. A fresh clone of that commit, with an empty cache, runs the same
 `make reproduce`, which pulls instead of recomputing: no stage runs and the PDF is byte-identical;
-the other parameter value comes back from the pushed run cache. Then the scale-out path: two
-queued experiments run by one queue worker.
+the other parameter value comes back from the pushed run cache. The scale-out path: two queued
+experiments run by one queue worker, in the copy, while the fresh clone pulls (a background thread).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,38 @@ def pushed(tmp_path_factory, smoke_repo, aws_env) -> Path:
     (repo.parent / "push.log").write_text(push.stdout + push.stderr)
     run_in(["git", "add", "-A"], repo)
     run_in(["git", "commit", "-qm", "smoke results (dvc.lock); outputs on the remote"], repo)
+    (repo.parent / "k10.pdf.sha256").write_text(_sha(repo / "paper" / "main.pdf"))
+    (repo.parent / "k10.metrics.json").write_text(json.dumps({f.name: _sha(f) for f in sorted((repo / "results").glob("*.json"))}))
     return repo
+
+
+def _pull(repo: Path, aws_env: dict[str, str]) -> dict[str, subprocess.CompletedProcess]:
+    """What the fresh-clone test checks, run in its clone: `make reproduce`, `dvc status`, then the other
+    n_neighbors value with `dvc repro --pull`. Returns each command's output."""
+    out = {"reproduce": run_in(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"],
+                               repo, aws_env)}
+    out["status"] = run_in(["dvc", "status"], repo)
+    _set_neighbors(repo, 5)
+    out["k5"] = run_in(["dvc", "repro", "--pull"], repo, aws_env)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pulled(pushed, s3, aws_env, tmp_path_factory):
+    """(clone, future): a fresh clone of the pushed commit, with an empty cache and the endpoint set, whose pull
+    (_pull) runs in a background thread from the first test of this module that needs it. The queue test, a
+    chain of DVC commands in `pushed`, runs beside it: each is one core's work, and they were the suite's last
+    three minutes, one after the other on one core."""
+    repo = tmp_path_factory.mktemp("fresh") / "specllm"
+    run_in(["git", "clone", "-q", str(pushed), str(repo)], repo.parent)
+    # git gives every file a new mtime; the venv's prerequisites keep the checkout's, or make would
+    # rebuild the shared venv (and point its editable install at this temporary clone).
+    for name in ("requirements.lock", "requirements/nodeps.lock", "requirements/bootstrap.lock", "pyproject.toml"):
+        shutil.copystat(ROOT / name, repo / name)
+    assert not (repo / ".dvc" / "cache").exists() and not (repo / "results").exists()
+    use_remote(repo, s3)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield repo, pool.submit(_pull, repo, aws_env)
 
 
 def test_the_committed_remote_is_s3_without_endpoint_or_credentials():
@@ -76,7 +108,7 @@ def test_the_committed_remote_is_s3_without_endpoint_or_credentials():
         assert secret not in config
 
 
-def test_reproduce_with_an_empty_remote_computes_and_push_uploads(pushed, s3):
+def test_reproduce_with_an_empty_remote_computes_and_push_uploads(pushed, pulled, s3):
     log = (pushed.parent / "reproduce.log").read_text()
     assert "dvc repro --pull" in log  # the remote answered
     assert stages_run(log) >= {"model", "prepare", "serialize", "baseline", "report", "paper"}
@@ -89,47 +121,9 @@ def test_reproduce_with_an_empty_remote_computes_and_push_uploads(pushed, s3):
     assert any("/files/md5/" in k for k in keys), "no outputs on the remote"
 
 
-def test_a_fresh_clone_pulls_instead_of_recomputing(pushed, s3, aws_env, tmp_path):
-    repo = tmp_path / "specllm"
-    run_in(["git", "clone", "-q", str(pushed), str(repo)], tmp_path)
-    # git gives every file a new mtime; the venv's prerequisites keep the checkout's, or make would
-    # rebuild the shared venv (and point its editable install at this temporary clone).
-    for name in ("requirements.lock", "requirements/nodeps.lock", "requirements/bootstrap.lock", "pyproject.toml"):
-        shutil.copystat(ROOT / name, repo / name)
-    assert not (repo / ".dvc" / "cache").exists() and not (repo / "results").exists()
-    use_remote(repo, s3)
-    proc = run_in(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, aws_env)
-    out = proc.stdout + proc.stderr
-    assert "data/raw restored from the DVC remote" in out
-    assert stages_run(out) == set(), out[-3000:]  # no stage executed
-    assert "is cached - skipping run" in out or "Pulling data" in out
-    assert _sha(repo / "paper" / "main.pdf") == _sha(pushed / "paper" / "main.pdf")
-    for metrics in sorted((pushed / "results").glob("*.json")):  # metrics are cached outputs: restored too
-        assert _sha(repo / "results" / metrics.name) == _sha(metrics), metrics.name
-    assert run_in(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
-    # The other value was never computed here: it comes from the pushed run cache.
-    _set_neighbors(repo, 5)
-    proc = run_in(["dvc", "repro", "--pull"], repo, aws_env)
-    assert stages_run(proc.stdout) == set(), proc.stdout
-    assert "is cached - skipping run" in proc.stdout
-    assert _sha(repo / "paper" / "main.pdf") == (pushed.parent / "k5.pdf.sha256").read_text()
-
-
-def test_an_unreachable_remote_is_reported_within_seconds(tmp_path, aws_env):
-    """make reproduce then runs plain `dvc repro` (tests/test_pipeline.py runs it that way: no credentials)."""
-    repo = tmp_path / "specllm"
-    shutil.copytree(ROOT / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
-    shutil.copy2(ROOT / "dvc.yaml", repo / "dvc.yaml")
-    run_in(["git", "init", "-q"], repo)
-    use_remote(repo, f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    started = time.monotonic()
-    proc = run_in(["specllm", "preflight", "--remote"], repo, aws_env, check=False)
-    assert proc.returncode == 1 and "not reachable" in proc.stderr
-    assert time.monotonic() - started < 30
-
-
 def test_two_queued_experiments_run_on_one_worker(pushed):
-    """The scale-out path: queue experiments, start workers, wait; each runs in its own temp workspace."""
+    """The scale-out path: queue experiments, start workers, wait; each runs in its own temp workspace. Runs before
+    the fresh-clone test, beside its pull (`pulled`)."""
     env = {k: v for k, v in os.environ.items() if k != "SPECLLM_ROOT"}  # stages find their own root
     env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}"
 
@@ -166,3 +160,33 @@ def test_two_queued_experiments_run_on_one_worker(pushed):
                                     data["metrics"]["results/baseline.json"]["data"]["methods"]["knn"]["mae"])
     assert set(knn) == {"k5", "k7"} and knn["k5"][0] == 5 and knn["k7"][0] == 7
     assert knn["k5"][1] != knn["k7"][1]  # each experiment really ran its own k
+
+
+def test_a_fresh_clone_pulls_instead_of_recomputing(pushed, pulled):
+    repo, future = pulled
+    ran = future.result()
+    out = ran["reproduce"].stdout + ran["reproduce"].stderr
+    assert "data/raw restored from the DVC remote" in out
+    assert stages_run(out) == set(), out[-3000:]  # no stage executed
+    assert "is cached - skipping run" in out or "Pulling data" in out
+    assert _sha(repo / "paper" / "main.pdf") == (pushed.parent / "k10.pdf.sha256").read_text()
+    for name, sha in json.loads((pushed.parent / "k10.metrics.json").read_text()).items():  # cached outputs too
+        assert _sha(repo / "results" / name) == sha, name
+    assert ran["status"].stdout.strip() == "Data and pipelines are up to date."
+    # The other value was never computed here: it comes from the pushed run cache.
+    assert stages_run(ran["k5"].stdout) == set(), ran["k5"].stdout
+    assert "is cached - skipping run" in ran["k5"].stdout
+    assert _sha(repo / "paper" / "main.pdf") == (pushed.parent / "k5.pdf.sha256").read_text()
+
+
+def test_an_unreachable_remote_is_reported_within_seconds(tmp_path, aws_env):
+    """make reproduce then runs plain `dvc repro` (tests/test_pipeline.py runs it that way: no credentials)."""
+    repo = tmp_path / "specllm"
+    shutil.copytree(ROOT / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
+    shutil.copy2(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    run_in(["git", "init", "-q"], repo)
+    use_remote(repo, f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    started = time.monotonic()
+    proc = run_in(["specllm", "preflight", "--remote"], repo, aws_env, check=False)
+    assert proc.returncode == 1 and "not reachable" in proc.stderr
+    assert time.monotonic() - started < 30
