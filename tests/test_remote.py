@@ -71,11 +71,14 @@ def pushed(tmp_path_factory, smoke_repo, aws_env) -> Path:
     return repo
 
 
-def _pull(repo: Path, aws_env: dict[str, str]) -> dict[str, subprocess.CompletedProcess]:
+def _pull(repo: Path, aws_env: dict[str, str]) -> dict:
     """What the fresh-clone test checks, run in its clone: `make reproduce`, `dvc status`, then the other
-    n_neighbors value with `dvc repro --pull`. Returns each command's output."""
+    n_neighbors value with `dvc repro --pull`. Returns each command's output, and the sha256 of the PDF and the
+    metrics as `make reproduce` left them (before the other value replaces them)."""
     out = {"reproduce": run_in(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"],
                                repo, aws_env)}
+    out["pdf"] = _sha(repo / "paper" / "main.pdf")
+    out["metrics"] = {f.name: _sha(f) for f in sorted((repo / "results").glob("*.json"))}
     out["status"] = run_in(["dvc", "status"], repo)
     _set_neighbors(repo, 5)
     out["k5"] = run_in(["dvc", "repro", "--pull"], repo, aws_env)
@@ -169,9 +172,9 @@ def test_a_fresh_clone_pulls_instead_of_recomputing(pushed, pulled):
     assert "data/raw restored from the DVC remote" in out
     assert stages_run(out) == set(), out[-3000:]  # no stage executed
     assert "is cached - skipping run" in out or "Pulling data" in out
-    assert _sha(repo / "paper" / "main.pdf") == (pushed.parent / "k10.pdf.sha256").read_text()
+    assert ran["pdf"] == (pushed.parent / "k10.pdf.sha256").read_text()
     for name, sha in json.loads((pushed.parent / "k10.metrics.json").read_text()).items():  # cached outputs too
-        assert _sha(repo / "results" / name) == sha, name
+        assert ran["metrics"].get(name) == sha, name
     assert ran["status"].stdout.strip() == "Data and pipelines are up to date."
     # The other value was never computed here: it comes from the pushed run cache.
     assert stages_run(ran["k5"].stdout) == set(), ran["k5"].stdout
