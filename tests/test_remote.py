@@ -37,6 +37,12 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _outputs(repo: Path) -> dict:
+    """sha256 of the PDF and of every metrics file (results/*.json) as they are now."""
+    return {"pdf": _sha(repo / "paper" / "main.pdf"),
+            "metrics": {f.name: _sha(f) for f in sorted((repo / "results").glob("*.json"))}}
+
+
 def _set_neighbors(repo: Path, k: int) -> None:
     text = (repo / "params.yaml").read_text()
     new = re.sub(r"^(  n_neighbors: )\d+", rf"\g<1>{k}", text, count=1, flags=re.M)
@@ -66,8 +72,7 @@ def pushed(tmp_path_factory, smoke_repo, aws_env) -> Path:
     (repo.parent / "push.log").write_text(push.stdout + push.stderr)
     run_in(["git", "add", "-A"], repo)
     run_in(["git", "commit", "-qm", "smoke results (dvc.lock); outputs on the remote"], repo)
-    (repo.parent / "k10.pdf.sha256").write_text(_sha(repo / "paper" / "main.pdf"))
-    (repo.parent / "k10.metrics.json").write_text(json.dumps({f.name: _sha(f) for f in sorted((repo / "results").glob("*.json"))}))
+    (repo.parent / "k10.outputs.json").write_text(json.dumps(_outputs(repo)))
     return repo
 
 
@@ -77,8 +82,7 @@ def _pull(repo: Path, aws_env: dict[str, str]) -> dict:
     metrics as `make reproduce` left them (before the other value replaces them)."""
     out = {"reproduce": run_in(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"],
                                repo, aws_env)}
-    out["pdf"] = _sha(repo / "paper" / "main.pdf")
-    out["metrics"] = {f.name: _sha(f) for f in sorted((repo / "results").glob("*.json"))}
+    out["outputs"] = _outputs(repo)
     out["status"] = run_in(["dvc", "status"], repo)
     _set_neighbors(repo, 5)
     out["k5"] = run_in(["dvc", "repro", "--pull"], repo, aws_env)
@@ -172,9 +176,10 @@ def test_a_fresh_clone_pulls_instead_of_recomputing(pushed, pulled):
     assert "data/raw restored from the DVC remote" in out
     assert stages_run(out) == set(), out[-3000:]  # no stage executed
     assert "is cached - skipping run" in out or "Pulling data" in out
-    assert ran["pdf"] == (pushed.parent / "k10.pdf.sha256").read_text()
-    for name, sha in json.loads((pushed.parent / "k10.metrics.json").read_text()).items():  # cached outputs too
-        assert ran["metrics"].get(name) == sha, name
+    published = json.loads((pushed.parent / "k10.outputs.json").read_text())
+    assert ran["outputs"]["pdf"] == published["pdf"]
+    for name, sha in published["metrics"].items():  # metrics are cached outputs: restored too
+        assert ran["outputs"]["metrics"].get(name) == sha, name
     assert ran["status"].stdout.strip() == "Data and pipelines are up to date."
     # The other value was never computed here: it comes from the pushed run cache.
     assert stages_run(ran["k5"].stdout) == set(), ran["k5"].stdout
