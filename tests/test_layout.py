@@ -20,3 +20,14 @@ def test_license_is_an_spdx_expression_with_its_file():
     assert project["license"] == "Apache-2.0"  # PEP 639: an SPDX expression, not a {text = ...} table
     assert all((ROOT / f).is_file() for f in project["license-files"])
     assert "license: Apache-2.0" in (ROOT / "CITATION.cff").read_text()
+
+
+def test_citation_matches_the_package_and_cites_both_rebuilt_studies():
+    import yaml
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert (cff["cff-version"], cff["type"], cff["version"]) == ("1.2.0", "software", project["version"])
+    cited = {i["value"] for ref in cff["references"] for i in ref["identifiers"]}
+    assert cited == {"arXiv:2508.10075", "arXiv:2601.02993"}
+    assert all(ref["authors"] and ref["url"].endswith(ref["identifiers"][0]["value"][6:]) for ref in cff["references"])
