@@ -30,4 +30,4 @@ def test_citation_matches_the_package_and_cites_both_rebuilt_studies():
     assert (cff["cff-version"], cff["type"], cff["version"]) == ("1.2.0", "software", project["version"])
     cited = {i["value"] for ref in cff["references"] for i in ref["identifiers"]}
     assert cited == {"arXiv:2508.10075", "arXiv:2601.02993"}
-    assert all(ref["authors"] and ref["url"].endswith(ref["identifiers"][0]["value"][6:]) for ref in cff["references"])
+    assert all(ref["authors"] and ref["url"].endswith(ref["identifiers"][0]["value"].removeprefix("arXiv:")) for ref in cff["references"])
