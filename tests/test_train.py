@@ -341,6 +341,27 @@ def test_resume_in_process_and_stale_checkpoints(project, tmp_path):
     assert again["resumed_from_step"] is None
 
 
+def test_adapter_folder_bytes_do_not_depend_on_where_the_project_lies(tmp_path, monkeypatch):
+    """DVC hashes models/lora/<run>/ as a folder: a path of the clone in any file (peft's model card
+    names the base model by the path it was loaded from) would change the hash on every other machine
+    and rerun everything downstream instead of restoring it from the run cache."""
+    from specllm import paths
+    from specllm.train.loop import train
+
+    folders = {}
+    for where in ("here", "somewhere/else/deeper"):
+        root = make_project(tmp_path / where / "proj", n=16)
+        monkeypatch.setattr(paths, "ROOT", root)
+        run = run_paths(root, "default")
+        train(settings(epochs=1), **run, **QUIET)
+        out = run["out_dir"]
+        folders[where] = {f.relative_to(out).as_posix(): f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}
+        assert str(tmp_path).encode() not in b"".join(folders[where].values())
+    assert sorted(folders["here"]) == ["adapter_config.json", "adapter_model.safetensors"]  # no model card
+    assert folders["here"] == folders["somewhere/else/deeper"]
+    assert json.loads(folders["here"]["adapter_config.json"])["base_model_name_or_path"] == "models/base"
+
+
 def test_stage_cli_reads_declared_params_and_overrides(project, monkeypatch):
     from specllm import config, paths
     from specllm.stages import train as stage

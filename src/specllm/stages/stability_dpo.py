@@ -13,7 +13,6 @@ and dpo.json (categories, loss, peak memory against the model's own size, time).
 
 from __future__ import annotations
 
-import warnings
 from types import SimpleNamespace
 
 from specllm.runner import run_main
@@ -24,12 +23,12 @@ def main() -> None:
 
     from specllm import config, preflight
     from specllm.evaluate.generate import pad_id
-    from specllm.io import atomic_dir, write_json
+    from specllm.io import write_json
     from specllm.machine import peak_memory, peak_rss_bytes
     from specllm.stability import dpo, features, pairs, prompts
     from specllm.stability.files import layout
     from specllm.stability.runtime import build_prompts, load_model, read_csv, read_orders, workload
-    from specllm.train.lora import count_parameters, make_lora_model
+    from specllm.train.lora import count_parameters, make_lora_model, save_adapter
 
     p = config.stage_params("stability_dpo")
     files = layout()
@@ -64,9 +63,7 @@ def main() -> None:
                            batch_size=p["dpo.batch_size"], seed=p["seed"]) if pair_rows else \
         {"history": [], "seconds": 0.0, "n_pairs": 0}
     peak, how = peak_memory(device)
-    with atomic_dir(files["adapter"]) as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        model.save_pretrained(tmp)
+    save_adapter(model, files["adapter"], files["base_model"])
     files["results"].mkdir(parents=True, exist_ok=True)
     pd.DataFrame([{k: pr[k] for k in ("obj_id", "category", "order", "chosen", "rejected")} for pr in pair_rows],
                  columns=["obj_id", "category", "order", "chosen", "rejected"]).to_csv(files["pairs"], index=False,

@@ -15,7 +15,6 @@ With stability.warmup_per_class = 0 the adapter is the identity (B = 0): no warm
 
 from __future__ import annotations
 
-import warnings
 from types import SimpleNamespace
 
 from specllm.runner import run_main
@@ -27,12 +26,12 @@ def main() -> None:
 
     from specllm import config, preflight
     from specllm.evaluate.generate import pad_id
-    from specllm.io import atomic_dir, write_json
+    from specllm.io import write_json
     from specllm.stability import features, prompts, warmup
     from specllm.stability.files import layout
     from specllm.stability.probe import probe
     from specllm.stability.runtime import build_prompts, load_model, read_csv, read_orders, workload
-    from specllm.train.lora import count_parameters, make_lora_model
+    from specllm.train.lora import count_parameters, make_lora_model, save_adapter
 
     p = config.stage_params("stability_warmup")
     files = layout()
@@ -72,9 +71,7 @@ def main() -> None:
                                  epochs=p["stability.warmup_epochs"], batch_size=p["stability.warmup_batch_size"],
                                  seed=p["seed"], log=every_tenth_step) if len(enc) else {"history": [], "seconds": 0.0, "n_examples": 0}
     acc_after = accuracy()
-    with atomic_dir(files["warmup_adapter"]) as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        model.save_pretrained(tmp)
+    save_adapter(model, files["warmup_adapter"], files["base_model"])
     hist = result["history"]
     pd.DataFrame(hist, columns=["step", "epoch", "loss"]).to_csv(files["warmup_loss"], index=False, float_format="%.6f",
                                                                  lineterminator="\n")

@@ -52,6 +52,7 @@ from specllm.train.lora import (
     count_parameters,
     lora_param_count,
     make_lora_model,
+    save_adapter,
 )
 from specllm.train.settings import TrainSettings
 
@@ -299,13 +300,7 @@ def train(settings: TrainSettings, model_dir: str | Path, train_file: str | Path
             "max_steps": max_steps,
         }
         if rank == 0:
-            from specllm import paths
-            from specllm.io import atomic_dir
-
-            base_name = str(model_dir.relative_to(paths.ROOT)) if model_dir.is_relative_to(paths.ROOT) else str(model_dir)
-            model.peft_config["default"].base_model_name_or_path = base_name
-            with atomic_dir(out_dir) as tmp:
-                model.save_pretrained(tmp, safe_serialization=True)
+            save_adapter(model, out_dir, model_dir)
             write_text(results_dir / "loss.csv", _loss_csv(history))
             write_json(results_dir / "train.json", summary)
             if complete:

@@ -115,6 +115,31 @@ def make_lora_model(model, settings, where: tuple[str, str] = ("params.yaml", "t
         return get_peft_model(model, config)
 
 
+def save_adapter(model, out_dir: str | Path, base_dir: str | Path) -> None:
+    """Write the adapter (safetensors + adapter_config.json) into `out_dir`, atomically, so that its
+    bytes do not depend on where the project lies.
+
+    peft records the base model by the path it was loaded from, in adapter_config.json and in the
+    front matter of a generated model card (README.md, otherwise placeholders). An absolute path
+    there would make the folder's DVC hash differ between clones and rerun every downstream stage
+    instead of restoring it from the run cache; so the config names the base by its path relative
+    to the project root and the card is not written.
+    """
+    from specllm import paths
+    from specllm.io import atomic_dir
+
+    base_dir = Path(base_dir)
+    # the project root in use, else the working directory (DVC runs every stage from the project root)
+    roots = [r for r in (paths.ROOT, Path.cwd()) if base_dir.is_absolute() and base_dir.is_relative_to(r)]
+    base = base_dir.relative_to(roots[0]).as_posix() if roots else base_dir.as_posix()
+    for config in model.peft_config.values():
+        config.base_model_name_or_path = base
+    with atomic_dir(out_dir) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model.save_pretrained(tmp, safe_serialization=True)
+        (tmp / "README.md").unlink(missing_ok=True)
+
+
 def count_parameters(model) -> tuple[int, int]:
     """(trainable, total) parameters of a model."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
