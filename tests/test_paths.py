@@ -57,6 +57,19 @@ def test_at_and_rel():
     assert paths.at("/y", paths.LORA) == Path("/y/models/lora")
 
 
+def test_shown_is_relative_inside_the_root_and_as_given_outside(tmp_path):
+    """What outputs record for a path (an adapter's base model, a probe file, a macro's source):
+    the same string whether the clone is reached directly, through a symlink, or relative to cwd."""
+    root = tmp_path / "clone"
+    (root / "models" / "base").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(root)
+    assert paths.shown(root / "models" / "base", root) == "models/base"
+    assert paths.shown(tmp_path / "link" / "models" / "base", root) == "models/base"
+    assert paths.shown(root / "models" / "base", tmp_path / "link") == "models/base"
+    assert paths.shown(tmp_path / "elsewhere.csv", root) == (tmp_path / "elsewhere.csv").as_posix()
+    assert paths.shown("data/raw", root) == "data/raw"  # relative paths are kept as given
+
+
 def test_paper_paths_as_verify_provenance_and_paperlint_spell_them():
     from specllm import paperlint, verify
     from specllm.stages import provenance

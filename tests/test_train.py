@@ -362,6 +362,37 @@ def test_adapter_folder_bytes_do_not_depend_on_where_the_project_lies(tmp_path, 
     assert json.loads(folders["here"]["adapter_config.json"])["base_model_name_or_path"] == "models/base"
 
 
+# Saves a fresh adapter of the tiny model under the project root given as argv[1].
+SAVE_ADAPTER = """
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from specllm import paths
+from specllm.model.tiny import build_model
+from specllm.train.lora import make_lora_model, save_adapter
+
+root = paths.ROOT = Path(sys.argv[1])
+settings = SimpleNamespace(target_modules=["q_proj", "v_proj"], seed=0, rank=2, alpha=4, dropout=0.0)
+save_adapter(make_lora_model(build_model(16, 1, 2, seed=0, vocab_size=32), settings), root / "out", root / "models" / "base")
+"""
+
+
+def test_adapter_config_bytes_do_not_depend_on_the_string_hash_seed(tmp_path):
+    """peft writes LoraConfig's target_modules set as list(set), whose order follows PYTHONHASHSEED;
+    a bare `dvc repro` (no `make`, so no PYTHONHASHSEED=0) would then hash the adapter folder
+    differently and rerun evaluation for nothing. Seeds 0 and 3 give the two orders of [q_proj, v_proj]
+    (as params.yaml lists them; a set's order also follows insertion where hashes collide)."""
+    configs = {}
+    for seed in ("0", "3"):
+        root = tmp_path / seed
+        subprocess.run([sys.executable, "-c", SAVE_ADAPTER, str(root)], check=True,
+                       env={**stage_env(root), "PYTHONHASHSEED": seed}, cwd=tmp_path)
+        configs[seed] = (root / "out" / "adapter_config.json").read_bytes()
+    assert configs["0"] == configs["3"]
+    assert json.loads(configs["0"])["target_modules"] == ["q_proj", "v_proj"]
+
+
 def test_stage_cli_reads_declared_params_and_overrides(project, monkeypatch):
     from specllm import config, paths
     from specllm.stages import train as stage

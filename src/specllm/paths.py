@@ -121,6 +121,17 @@ def at(root: str | Path, path: Path) -> Path:
     return Path(root) / _relative(path)
 
 
+def shown(path: str | Path, root: str | Path | None = None) -> str:
+    """`path` relative to the project root (`root`, default ROOT) when it lies inside it, else as given,
+    in POSIX form: how outputs record a path, so that their bytes do not depend on where the clone lies."""
+    path, root = Path(path), Path(root or ROOT)
+    # as given, then absolute, then with symlinks resolved: a tmp folder or a clone may be reached either way
+    for p, r in ((path, root), (path.absolute(), root.absolute()), (path.resolve(), root.resolve())):
+        if p.is_relative_to(r):
+            return p.relative_to(r).as_posix()
+    return path.as_posix()
+
+
 def rel(path: Path) -> str:
     """`path` (one of the constants above) relative to the project root, as dvc.yaml and the paper write it."""
     return _relative(path).as_posix()

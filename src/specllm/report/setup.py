@@ -154,14 +154,7 @@ class Inputs:
 
     def rel(self, path: Path) -> str:
         """`path` relative to the project root (as the paper names it), else as given."""
-        path = Path(path)
-        for p, r in ((path, self.root), (path.absolute(), self.root.absolute()),
-                     (path.resolve(), self.root.resolve())):
-            try:
-                return p.relative_to(r).as_posix()
-            except ValueError:
-                continue
-        return path.as_posix()
+        return paths.shown(path, self.root)
 
 
 # ---------------------------------------------------------------- reading and checking inputs

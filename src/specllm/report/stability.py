@@ -51,16 +51,6 @@ def _f(v: Any, kind: str = "float", precision: int | None = 3) -> str:
     return format_value(v, kind, None if kind == "int" else precision)
 
 
-def _rel(path: Path) -> str:
-    """A source path relative to the project root (values.json must not depend on where the clone is)."""
-    from specllm import paths
-
-    try:
-        return Path(path).resolve().relative_to(paths.ROOT.resolve()).as_posix()
-    except ValueError:
-        return Path(path).as_posix()
-
-
 def _pct(x: float) -> str:
     return format_value(x, "percent", 0)
 
@@ -202,7 +192,7 @@ def make_macros(macros: MacroSet, d: Mapping[str, Any]) -> None:
     sample, probe, an, warm, dpo, rep, ref = (d[k] for k in ("sample", "probe", "an", "warm", "dpo", "rep", "ref"))
 
     def add(key: str, value: Any, src: Path, kind: str | None = None, precision: int | None = None) -> None:
-        macros.add(key, value, source=_rel(src), kind=kind, precision=precision)
+        macros.add(key, value, source=paths.shown(src), kind=kind, precision=precision)
 
     s, p = files["sample"], files["probe"]
     add("stability.n_objects", sample["n_objects"], s)

@@ -28,7 +28,7 @@ def main() -> None:
     missing = [n for n, v in env["packages"].items() if v["installed"] is None]
     mismatch = [n for n, v in env["packages"].items()
                 if v["installed"] and v["pinned"] and v["installed"].split("+")[0] != v["pinned"]]
-    print(f"wrote {out.relative_to(paths.ROOT) if out.is_relative_to(paths.ROOT) else out}: "
+    print(f"wrote {paths.shown(out)}: "
           f"python {env['python']['version']}, torch {env['torch']['version']} "
           f"({env['torch'].get('build', '-')} build, {env['lock_file']}), "
           f"{len(env['packages'])} dependencies")

@@ -125,7 +125,7 @@ def main() -> None:
         elif not os.environ.get("DVC_STAGE"):
             print(f"  no previous {paths.PDF.name} to keep", file=sys.stderr)
         raise SystemExit(1) from None
-    print(f"paper: wrote {out.relative_to(paths.ROOT) if out.is_relative_to(paths.ROOT) else out}")
+    print(f"paper: wrote {paths.shown(out)}")
 
 
 if __name__ == "__main__":

@@ -42,14 +42,6 @@ def settings_from_params(p: Mapping[str, Any]) -> dict[str, Any]:
             "n_boot": int(p["retention.n_boot"]), "max_items": int(p["retention.max_items"]), "seed": int(p["seed"])}
 
 
-def _relative(path: Path) -> str:
-    """The path relative to the project root when it lies inside it (results stay machine-independent)."""
-    try:
-        return str(Path(path).resolve().relative_to(paths.ROOT))
-    except ValueError:
-        return str(path)
-
-
 def subsample(items: list[dict], max_items: int, seed: int, name: str) -> list[dict]:
     if max_items <= 0 or len(items) <= max_items:
         return items
@@ -92,7 +84,7 @@ def retention_run(run: str, *, base_dir: Path, adapter_dir: Path | None, probe_p
     summary = {
         "run": run, "model": model_name(Path(base_dir)),
         "adapter": None if adapter_dir is None else Path(adapter_dir).name,
-        "probes": _relative(probe_path), "sets": summary_sets,
+        "probes": paths.shown(probe_path), "sets": summary_sets,
         "scoring": {"context": loglik.CONTEXT, "delimiter": loglik.DELIMITER, "special_tokens": False,
                     "acc": "argmax of summed option log-likelihood",
                     "acc_norm": "argmax of summed log-likelihood / option length in characters"},

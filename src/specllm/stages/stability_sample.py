@@ -12,6 +12,7 @@ sample.json (counts, catalogue file and sha256).
 
 from __future__ import annotations
 
+from specllm import paths
 from specllm.errors import InputError
 from specllm.io import sha256_file, write_json
 from specllm.runner import run_main
@@ -49,8 +50,7 @@ def main() -> None:
         for k, (name, perm) in enumerate(orders)]})
     counts = {cls: {s: int(((objects["class"] == cls) & (objects["split"] == s)).sum())
                     for s in ("alignment", "evaluation")} for cls in features.CLASSES}
-    write_json(files["sample"], {"catalogue": path.relative_to(files["root"]).as_posix() if path.is_relative_to(files["root"])
-                                 else str(path), "catalogue_source": p["catalogue.source"],
+    write_json(files["sample"], {"catalogue": paths.shown(path, files["root"]), "catalogue_source": p["catalogue.source"],
                                  "catalogue_sha256": sha256_file(path), "catalogue_rows": int(len(frame)),
                                  "n_objects": int(len(objects)), "n_per_class": p["stability.n_per_class"],
                                  "n_orders": len(orders), "n_prompts": int(len(objects) * len(orders)),

@@ -128,12 +128,13 @@ def save_adapter(model, out_dir: str | Path, base_dir: str | Path) -> None:
     from specllm import paths
     from specllm.io import atomic_dir
 
-    base_dir = Path(base_dir)
-    # the project root in use, else the working directory (DVC runs every stage from the project root)
-    roots = [r for r in (paths.ROOT, Path.cwd()) if base_dir.is_absolute() and base_dir.is_relative_to(r)]
-    base = base_dir.relative_to(roots[0]).as_posix() if roots else base_dir.as_posix()
     for config in model.peft_config.values():
-        config.base_model_name_or_path = base
+        config.base_model_name_or_path = paths.shown(base_dir)
+        # peft writes a set as list(set), in Python's per-process string-hash order (PYTHONHASHSEED), so
+        # target_modules = {"q_proj", "v_proj"} came out in either order; a sorted list means the same to peft
+        for name, value in vars(config).items():
+            if isinstance(value, set | frozenset):
+                setattr(config, name, sorted(value))
     with atomic_dir(out_dir) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         model.save_pretrained(tmp, safe_serialization=True)
