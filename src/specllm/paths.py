@@ -26,6 +26,7 @@ ROOT = _find_root()
 PARAMS = ROOT / "params.yaml"
 DVC_YAML = ROOT / "dvc.yaml"
 DATA_DVC = ROOT / "data.dvc"          # DVC's record of data/raw (md5 of the folder)
+DVC_CACHE = ROOT / ".dvc" / "cache"  # DVC's default cache (content-addressed outputs, .dir manifests)
 PROFILES = ROOT / "profiles"
 
 DATA = ROOT / "data"

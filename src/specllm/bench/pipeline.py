@@ -68,7 +68,7 @@ def run(say) -> dict[str, Any]:
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()
-        shutil.rmtree(repo / ".dvc" / "cache", ignore_errors=True)
+        shutil.rmtree(paths.at(repo, paths.DVC_CACHE), ignore_errors=True)
         t0 = time.perf_counter()
         sh("dvc", "pull", "-q", "data.dvc")
         sh("dvc", "repro", "-q", "--pull")

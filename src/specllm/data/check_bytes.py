@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from specllm import paths
 from specllm.errors import InputError
 from specllm.runner import run_main
 
@@ -84,9 +85,10 @@ def compare(folder: Path, expect: str, cache: Path | None = None) -> tuple[bool,
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m specllm.data.check_bytes", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="folder to build into (replaced) or, with --no-build, to check")
-    ap.add_argument("--expect", type=Path, default=Path("data.dvc"), help="the committed data.dvc (default: ./data.dvc)")
-    ap.add_argument("--params", type=Path, default=None, help="parameter file (default: ./params.yaml)")
-    ap.add_argument("--cache", type=Path, default=Path(".dvc/cache"), help="DVC cache with the committed .dir manifest, if any")
+    ap.add_argument("--expect", type=Path, default=paths.DATA_DVC, help="the committed data.dvc (default: the project's)")
+    ap.add_argument("--params", type=Path, default=paths.PARAMS, help="parameter file (default: the project's params.yaml)")
+    ap.add_argument("--cache", type=Path, default=paths.DVC_CACHE,
+                    help="DVC cache with the committed .dir manifest, if any (default: the project's)")
     ap.add_argument("--no-build", action="store_true", help="compare an existing folder; do not build")
     ap.add_argument("--perturb", type=float, default=0.0, help="tests only: build_raw --perturb (e.g. 1e-12); the bytes must not change")
     args = ap.parse_args(argv)

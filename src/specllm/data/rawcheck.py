@@ -61,7 +61,7 @@ def check(root: Path, restore_dvc_file: bool = False) -> tuple[int, list[str]]:
     got = check_bytes.dir_md5(entries)
     if got == expect:
         return 0, [*lines, f"{RAW} matches the committed data.dvc ({expect})"]
-    committed = {e["relpath"]: e["md5"] for e in check_bytes.cached_entries(root / ".dvc" / "cache", expect) or []}
+    committed = {e["relpath"]: e["md5"] for e in check_bytes.cached_entries(paths.at(root, paths.DVC_CACHE), expect) or []}
     here = {e["relpath"]: e["md5"] for e in entries}
     changed = sorted(n for n in set(here) | set(committed) if here.get(n) != committed.get(n)) if committed else []
     what = f" (files that differ: {', '.join(changed)})" if changed else ""
