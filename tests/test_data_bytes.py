@@ -210,6 +210,29 @@ def test_check_bytes_compares_a_folder_with_data_dvc(tmp_path, capsys):
         check_bytes.expected_md5(dvc_file)
 
 
+def test_check_bytes_defaults_to_the_projects_files_from_any_directory(tmp_path, monkeypatch, capsys):
+    """Run from another directory, the defaults are the project's data.dvc and DVC cache (paths), not the
+    working directory's: a folder holding the project's data/raw bytes compares as identical."""
+    from specllm import paths
+
+    project = tmp_path / "proj"
+    raw = project / "data" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "a.csv").write_text("x\n1\n")
+    md5 = check_bytes.dir_md5(check_bytes.dir_entries(raw))
+    (project / "data.dvc").write_text(f"outs:\n- md5: {md5}\n  size: 4\n  nfiles: 1\n  hash: md5\n  path: data/raw\n")
+    for name, value in {"DATA_DVC": project / "data.dvc", "DVC_CACHE": project / ".dvc" / "cache"}.items():
+        monkeypatch.setattr(paths, name, value)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "data.dvc").write_text("outs:\n- md5: 0123456789abcdef0123456789abcdef.dir\n  path: data/raw\n")
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(SystemExit) as ex:
+        check_bytes.main(["--out", str(raw), "--no-build"])
+    assert ex.value.code == 0, capsys.readouterr().out
+    assert "IDENTICAL bytes" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------- a changed data/raw stops the run
 
 
