@@ -186,5 +186,5 @@ def verdict_lines(root: Path) -> list[str]:
     v = _load(root, paths.VERDICTS)
     if v is None:
         return ["verdicts: not in this build (run `dvc repro verdicts`)"]
-    return ["verdicts (results/verdicts.json; decided by this run's 95% intervals and null baselines):", "",
+    return [f"verdicts ({paths.rel(paths.VERDICTS)}; decided by this run's 95% intervals and null baselines):", "",
             *verdicts.text_table(v).splitlines()]
