@@ -75,15 +75,45 @@ def params() -> dict:
 VENV = Path(sys.executable).parent.parent
 
 
+# Commands started by run_in(..., group=True) that are still running, each the leader of its own process group:
+# the background runs (the smoke run and its recomputations), which must not outlive a session that ended before
+# its tests read them (a collection error, -x, Ctrl-C): _stop_jobs kills them.
+GROUPS: set[subprocess.Popen] = set()
+
+
 def run_in(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True,
-           timeout: float = 1800) -> subprocess.CompletedProcess:
+           timeout: float = 1800, group: bool = False) -> subprocess.CompletedProcess:
     """Run a command in a clone with the test venv first on PATH and SPECLLM_ROOT set (env: extra variables);
-    timeout bounds a hung command (a smoke reproduce takes about 10 minutes)."""
+    timeout bounds a hung command (a smoke reproduce takes about 10 minutes). group: in its own process group,
+    listed in GROUPS while it runs. subprocess.run, written out only to expose the process for GROUPS."""
     env = {**os.environ, "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}", "SPECLLM_ROOT": str(cwd), **(env or {})}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout)
+    with subprocess.Popen(cmd, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          start_new_session=group) as popen:
+        if group:
+            GROUPS.add(popen)
+        try:
+            stdout, stderr = popen.communicate(timeout=timeout)
+        except BaseException:
+            _stop(popen)
+            raise
+        finally:
+            GROUPS.discard(popen)
+    proc = subprocess.CompletedProcess(cmd, popen.returncode, stdout, stderr)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
+
+
+def _stop(popen: subprocess.Popen) -> None:
+    """Kill a command and, when it leads its own process group, everything it started (make, dvc, the stages)."""
+    try:
+        if os.getpgid(popen.pid) == popen.pid:
+            os.killpg(popen.pid, signal.SIGKILL)
+        else:
+            popen.kill()
+    except ProcessLookupError:
+        pass
+    popen.wait()
 
 
 def stages_run(output: str) -> set[str]:
@@ -91,10 +121,11 @@ def stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([\w@.-]+)'", output))
 
 
-def reproduce_smoke(repo: Path, env: dict[str, str] | None = None) -> Path:
+def reproduce_smoke(repo: Path, env: dict[str, str] | None = None, group: bool = False) -> Path:
     """`make reproduce PROFILE=smoke` in a fresh clone (never letting make rebuild the shared venv);
-    the log goes to reproduce.log and a snapshot of values.json to values.first.json."""
-    proc = run_in(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, env=env)
+    the log goes to reproduce.log and a snapshot of values.json to values.first.json. group: see run_in."""
+    proc = run_in(["make", "reproduce", "PROFILE=smoke", f"VENV={VENV}", f"--assume-old={VENV}/.installed"], repo, env=env,
+                  group=group)
     (repo / "reproduce.log").write_text(proc.stdout + proc.stderr)
     shutil.copyfile(repo / "paper" / "generated" / "values.json", repo / "values.first.json")
     return repo
@@ -130,47 +161,68 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def aws_env(tmp_path_factory) -> dict[str, str]:
+def aws_environment(home: Path) -> dict[str, str]:
     """Fake credentials only; no file from ~/.aws is read and no metadata service is asked."""
-    home = tmp_path_factory.mktemp("aws")
     return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(home / "config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials")}
 
 
+class MotoServer:
+    """A moto S3 server on 127.0.0.1 with the project's bucket (empty until test_remote pushes), started and
+    stopped by its PID."""
+
+    def __init__(self, folder: Path, aws_env: dict[str, str]):
+        port = free_port()
+        self.log = (folder / "server.log").open("w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                     env={**os.environ, **aws_env}, stdout=self.log, stderr=subprocess.STDOUT)
+        self.endpoint = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2).close()
+                    break
+                except OSError:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"moto server did not start (exit {self.proc.poll()}); see {self.log.name}") from None
+                    time.sleep(0.3)
+            import boto3
+
+            boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                         region_name="us-east-1").create_bucket(Bucket=S3_BUCKET)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def aws_env(tmp_path_factory) -> dict[str, str]:
+    return EARLY["aws_env"] if "aws_env" in EARLY else aws_environment(tmp_path_factory.mktemp("aws"))
+
+
 @pytest.fixture(scope="session")
 def s3(aws_env, tmp_path_factory) -> str:
-    """A moto S3 server on 127.0.0.1 with the project's bucket (empty until test_remote pushes); yields its
-    endpoint URL. Started by its PID and stopped by it at the end of the session."""
-    port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            env={**os.environ, **aws_env}, stdout=log, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{port}"
+    """The endpoint URL of the session's MotoServer (the one pytest_sessionstart started, if it did)."""
+    if "s3" in EARLY:
+        yield EARLY["s3"].endpoint
+        return
+    server = MotoServer(tmp_path_factory.mktemp("moto"), aws_env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server did not start (exit {proc.poll()}); see {log.name}") from None
-                time.sleep(0.3)
-        import boto3
-
-        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                     region_name="us-east-1").create_bucket(Bucket=S3_BUCKET)
-        yield endpoint
+        yield server.endpoint
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        server.stop()
 
 
 def use_remote(repo: Path, endpoint: str) -> None:
@@ -223,19 +275,57 @@ def pytest_collection_modifyitems(session, config, items):
     items.sort(key=needs_smoke)  # stable: file order within each group
 
 
+# What pytest_sessionstart started before collection when the whole suite runs: "aws_env", "s3" (a MotoServer)
+# and "smoke" (the future of the smoke run), adopted by the fixtures of the same names.
+EARLY: dict = {}
+
+
+def whole_suite(config: pytest.Config) -> bool:
+    """Plain `pytest` (make test): testpaths, no -k, -m, --deselect or --lf, and no reused run. The smoke-run
+    readers are then certainly selected, so the run can start before collection."""
+    o = config.option
+    return (config.args_source == pytest.Config.ArgsSource.TESTPATHS and not o.keyword and not o.markexpr
+            and not o.deselect and not getattr(o, "lf", False) and not o.collectonly
+            and not os.environ.get("SPECLLM_SMOKE_REPO"))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Start the smoke run before collection when the whole suite runs: collecting imports every test module
+    (torch, transformers, DVC) on one core for 25-45 s, time the run then has the other core to itself."""
+    if not whole_suite(session.config):
+        return
+    factory = session.config._tmp_path_factory  # what the tmp_path_factory fixture returns; no fixture runs yet
+    session.config.add_cleanup(_stop_early)
+    EARLY["aws_env"] = aws_environment(factory.mktemp("aws"))
+    EARLY["s3"] = MotoServer(factory.mktemp("moto"), EARLY["aws_env"])
+    EARLY["pool"] = ThreadPoolExecutor(max_workers=1)
+    EARLY["smoke"] = EARLY["pool"].submit(_smoke_run, factory.mktemp("clone") / "specllm", EARLY["s3"].endpoint,
+                                          EARLY["aws_env"])
+
+
+def _stop_early() -> None:
+    """At pytest_unconfigure, after every fixture's teardown: a smoke run nothing waited for (the session ended
+    early) is killed, then the server stops."""
+    if "pool" in EARLY:
+        _stop_jobs([EARLY["smoke"]])
+        EARLY["pool"].shutdown(wait=True)
+    if "s3" in EARLY:
+        EARLY["s3"].stop()
+    EARLY.clear()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def pipeline_in_background(request, tmp_path_factory):
     """{"smoke": future, "bf16"/"perturbed"/"recomputed": futures} when a collected test needs the pipeline run,
-    else None. The smoke run starts with the session; the three recomputations (see `recomputations`) start
-    two at a time as soon as it is done. Folders are made here, in the main thread; the threads only fill them."""
+    else None. The smoke run starts with the session (before collection when the whole suite runs: EARLY); the
+    three recomputations (see `recomputations`) start two at a time as soon as it is done. Folders are made
+    here, in the main thread; the threads only fill them."""
     if not any(needs_smoke(i) for i in request.session.items):
         yield None
         return
     reuse = os.environ.get("SPECLLM_SMOKE_REPO")
-    s3, aws_env = (None, None) if reuse else (request.getfixturevalue("s3"), request.getfixturevalue("aws_env"))
     from specllm.precision import FORCE_BF16_ENV
 
-    clone = tmp_path_factory.mktemp("clone") / "specllm"
     # In the order the test modules (alphabetical) first wait for them: test_bf16_cpu, test_verify_perturbed,
     # test_verify_smoke.
     jobs = {"bf16": (BF16_STAGES, {FORCE_BF16_ENV: "1"}), "perturbed": (RECOMPUTED, perturbed_env()),
@@ -244,17 +334,35 @@ def pipeline_in_background(request, tmp_path_factory):
     jobs = {name: job for name, job in jobs.items() if f"{name}_run" in wanted}  # only what the selection reads
     dests = {name: tmp_path_factory.mktemp(name) / "specllm" for name in jobs}
     with ThreadPoolExecutor(max_workers=1) as first, ThreadPoolExecutor(max_workers=2) as pool:
-        smoke = first.submit(Path, reuse) if reuse else first.submit(_smoke_run, clone, s3, aws_env)
+        if "smoke" in EARLY:
+            smoke = EARLY["smoke"]
+        elif reuse:
+            smoke = first.submit(Path, reuse)
+        else:
+            clone = tmp_path_factory.mktemp("clone") / "specllm"
+            smoke = first.submit(_smoke_run, clone, request.getfixturevalue("s3"), request.getfixturevalue("aws_env"))
         futures = {name: pool.submit(lambda d=dests[name], s=stages, e=env: _recompute(plain_copy(smoke.result(), d),
                                                                                         s, e))
                    for name, (stages, env) in jobs.items()}
         yield {"smoke": smoke, **futures}
+        _stop_jobs([smoke, *futures.values()])  # a session that ended early (-x, Ctrl-C) does not wait for them
+
+
+def _stop_jobs(futures: list) -> None:
+    """Cancel the jobs not started and kill the commands of those running (each runs its commands with
+    run_in(group=True), one at a time), until every job is done; nothing to do when all are."""
+    for future in futures:
+        future.cancel()
+    while not all(future.done() for future in futures):
+        for popen in list(GROUPS):
+            _stop(popen)
+        time.sleep(0.1)
 
 
 def _smoke_run(clone: Path, endpoint: str, aws_env: dict[str, str]) -> Path:
     repo = fresh_copy(clone)
     use_remote(repo, endpoint)
-    return reproduce_smoke(repo, env=aws_env)
+    return reproduce_smoke(repo, env=aws_env, group=True)
 
 
 @pytest.fixture(scope="session")
@@ -293,14 +401,14 @@ def force_stages(repo: Path, stages: tuple[str, ...], env: dict[str, str] | None
     as recompute.log); a failing stage raises with its output."""
     log = ""
     for cmd in (["dvc", "repro", "--force", "--single-item", *stages], ["dvc", "repro"]):
-        proc = run_in(cmd, repo, env=env)
+        proc = run_in(cmd, repo, env=env, group=True)
         log += proc.stdout + proc.stderr
     (repo.parent / "recompute.log").write_text(log)
     return log
 
 
 def _recompute(repo: Path, stages: tuple[str, ...], env: dict[str, str] | None) -> Path:
-    log = run_in([str(VENV / "bin" / "specllm"), "preflight", "--profile", "smoke"], repo, env=env).stdout
+    log = run_in([str(VENV / "bin" / "specllm"), "preflight", "--profile", "smoke"], repo, env=env, group=True).stdout
     (repo.parent / "preflight.log").write_text(log)
     force_stages(repo, stages, env)
     return repo
