@@ -260,10 +260,12 @@ def perturbed_env() -> dict[str, str]:
 # The fixtures that read the suite's pipeline run. Tests that use one (directly or through another fixture) run
 # last (pytest_collection_modifyitems), while the run is built in the background from the session's start
 # (pipeline_in_background): the rest of the suite, mostly one core's Python, runs beside it. Among them, file
-# order. Running the smoke-run readers (which run stages themselves) first, beside the recomputations, puts
-# three CPU-bound streams on two cores: measured in fresh clones, `.ci/run` took 16 min 9 s either way (25.3
-# CPU-minutes against 22.9 in file order), and with the recomputations niced 14 min 58 s against 13 min 32 s
-# (24.0 CPU-minutes against 20.0; the niced copies then finished last, alone).
+# order. Running the smoke_repo readers (test_pipeline, test_remote: DVC commands of their own) beside the bf16
+# and perturbed copies instead of after them puts three or four streams on two cores: measured in fresh clones,
+# `.ci/run` took 16 min 9 s either way (25.3 CPU-minutes against 22.9 in file order); on 2026-12-02 18 min 53 s
+# against 18 min 14 s and 22 min 46 s for file order half an hour either side (26.8 CPU-minutes against 26.6
+# and 27.1), the part after the smoke run 564 s against 460 s and 636 s. With the recomputations niced:
+# 14 min 58 s against 13 min 32 s (the niced copies then finished last, alone).
 SMOKE_FIXTURES = frozenset({"smoke_repo", "recomputations", "recomputed_run", "perturbed_run", "bf16_run"})
 
 
