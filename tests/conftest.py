@@ -293,7 +293,7 @@ def whole_suite(config: pytest.Config) -> bool:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Start the smoke run before collection when the whole suite runs: collecting imports every test module
-    (torch, transformers, DVC) on one core for 25-45 s, time the run then has the other core to itself."""
+    (torch, transformers, DVC) on one core for 25-50 s, time the run then has the other core to itself."""
     if not whole_suite(session.config):
         return
     factory = session.config._tmp_path_factory  # what the tmp_path_factory fixture returns; no fixture runs yet
