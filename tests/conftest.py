@@ -26,6 +26,11 @@ SHARED_SDSS17 = ROOT.parent / "shared" / "data" / "sdss17" / "star_classificatio
 for var, value in {"GIT_AUTHOR_NAME": "specllm tests", "GIT_AUTHOR_EMAIL": "tests@specllm.invalid",
                    "GIT_COMMITTER_NAME": "specllm tests", "GIT_COMMITTER_EMAIL": "tests@specllm.invalid"}.items():
     os.environ.setdefault(var, value)
+# Idle OpenMP threads sleep instead of spinning (libgomp reads this when torch loads; the stages inherit it). The suite
+# runs two or three processes on two cores, and torch's threads spin at the end of each parallel region for a sibling
+# that is descheduled: the smoke retention stage beside one busy process took 9.1 s of wall and 9.3 CPU-s spinning,
+# 7.0 s and 6.2 CPU-s passive (2026-12-02). Results are unchanged: the same threads split the same work.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def fresh_copy(dest: Path) -> Path:

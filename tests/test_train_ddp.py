@@ -8,23 +8,43 @@ masks, so the runs agree in distribution only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 
+import psutil
 import pytest
 from test_train import QUIET, make_project, read_adapter, run_paths, stage_env
 
 TOLERANCE = {"atol": 1e-6, "rtol": 1e-4}
 
 
+def launched(project) -> list[psutil.Process]:
+    """The processes running this project's launch_train.py: torch's elastic agent starts each worker in a session
+    of its own, so signalling torchrun's process group misses them, and one left alive holds the output pipe open
+    (a test that waited on it would never end)."""
+    script = str(project / "launch_train.py")
+    return [p for p in psutil.process_iter(["cmdline"]) if script in (p.info["cmdline"] or [])]
+
+
+def signal_all(proc: subprocess.Popen, project, sig: int) -> None:
+    """sig to torchrun's process group and to every worker of this project."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    for worker in launched(project):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.send_signal(sig)
+
+
 def run_or_dump_stacks(cmd: list[str], project, timeout: float) -> tuple[int, str]:
-    """Run cmd; if it is still running after timeout seconds, send SIGABRT to its whole process group so
-    every Python process in it (torchrun and both workers, PYTHONFAULTHANDLER=1) prints the stack of each
-    of its threads, and return that output: a hang fails with where it hung, not only that it did
-    (one CI run timed out after the workers had written their results; it did not recur in 11 local runs)."""
+    """Run cmd; if it is still running after timeout seconds, send SIGABRT to torchrun and both workers
+    (PYTHONFAULTHANDLER=1) so that each prints the stack of each of its threads, and return that output: a hang
+    fails with where it hung, not only that it did. One CI run timed out after the workers had written their
+    results, and on 2026-12-02 a worker hung at exit: its main thread freeing DDP's Reducer, which joined gloo's
+    threads under the GIL while one of them waited for the GIL (train/loop.py now frees DDP first)."""
     env = {**stage_env(project), "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -32,11 +52,11 @@ def run_or_dump_stacks(cmd: list[str], project, timeout: float) -> tuple[int, st
         out, _ = proc.communicate(timeout=timeout)
         return proc.returncode, out
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGABRT)
+        signal_all(proc, project, signal.SIGABRT)
         try:
             out, _ = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            signal_all(proc, project, signal.SIGKILL)
             out, _ = proc.communicate()
         return -1, f"HUNG after {timeout} s; stacks:\n{out}"
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import hashlib
 import inspect
 import io
@@ -313,6 +314,14 @@ def train(settings: TrainSettings, model_dir: str | Path, train_file: str | Path
         return summary
     finally:
         if own_group and dist.is_initialized():
+            # DDP's Reducer holds the process group, and pybind frees a Reducer with the GIL held: were it the group's
+            # last holder (the group destroyed first, DDP freed when this frame goes), ProcessGroupGloo's destructor
+            # would join its worker threads under the GIL while one of them waits for the GIL to free a finished
+            # collective's tensors, and the process would never exit (seen under torchrun on the CPU:
+            # tests/test_train_ddp.py; pytorch/pytorch#56297). So DDP goes first, cycles included, while the group
+            # is still registered, and the group's own binding, which releases the GIL, frees it.
+            engine = None
+            gc.collect()
             dist.destroy_process_group()
 
 
